@@ -1,0 +1,27 @@
+# The two commands README.md promises: `make demo` and `make test`. Both set everything up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/edge-lowrank
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-arm demo test test-quick bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+setup-arm: setup
+	@$(CLI) setup-arm
+
+demo: setup
+	@$(CLI) run --out runs/demo
+
+# Full suite, ARM (QEMU), ssh and TFLM tests included.
+test: setup setup-arm
+	@TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick subset: no slow, QEMU or ssh tests.
+test-quick: setup
+	@TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -m "not slow and not qemu and not ssh" $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from edge_lowrank.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""`edge-lowrank info MODEL.keras [--data DATA]`: parameters, MACs, file size and top-1 accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="a .keras model file")
+    parser.add_argument("--data", default=None,
+                        help="labelled data to score top-1 on: fashion-mnist[:test|train|calib] or an .npz")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def evaluate_accuracy(model, dataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a Keras model on a labelled `Dataset`."""
+    import numpy as np
+
+    from edge_lowrank.errors import DataError
+
+    if dataset.y is None:
+        raise DataError(f"Data {dataset.name} has no labels `y`: accuracy needs them.")
+    want = tuple(model.inputs[0].shape[1:])
+    if tuple(dataset.x.shape[1:]) != want:
+        raise DataError(f"Data {dataset.name} has images of shape {dataset.x.shape[1:]}, "
+                        f"the model wants {want}.")
+    preds = model.predict(dataset.x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(preds, axis=-1) == dataset.y))
+
+
+def run(args) -> int:
+    from edge_lowrank.data import load_dataset
+    from edge_lowrank.modelio import load_keras_model
+    from edge_lowrank.profile import profile_model
+
+    model = load_keras_model(args.model)
+    prof = profile_model(model)
+    info = {
+        "model": str(args.model),
+        "file_size_kb": round(Path(args.model).stat().st_size / 1024, 1),
+        "params": prof.params,
+        "macs": prof.macs,
+        "input_shape": list(model.inputs[0].shape[1:]),
+    }
+    if args.data:
+        ds = load_dataset(args.data, default_split="test")
+        info["data"] = ds.name
+        info["top1"] = round(evaluate_accuracy(model, ds), 4)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{info['model']}: {info['params']:,} parameters, {info['macs'] / 1e6:.1f} M MACs per image, "
+              f"{info['file_size_kb']:.0f} KB file, input {tuple(info['input_shape'])}")
+        if "top1" in info:
+            print(f"top-1 on {info['data']} ({len(ds):,} images): {info['top1'] * 100:.2f}%")
+    return 0
