@@ -24,6 +24,7 @@ class BenchParams:
     num_threads: int | None = field(default=1, metadata={"help": "interpreter threads (1 for stable latency)"})
     xnnpack: bool = field(default=True, metadata={"help": "use the XNNPACK delegate (LiteRT's default)"})
     timeout_s: float = field(default=600.0, metadata={"help": "kill a model's child process after this long (seconds)"})
+    rounds: int = field(default=10, metadata={"help": "interleaved rounds (A B C A B C ...) when several models run"})
 
 
 @dataclasses.dataclass
@@ -67,7 +68,30 @@ class BenchResult:
     env: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     error: str | None = None
+    # Raw timed-run latencies and per-round medians (microseconds): what speedup confidence intervals use.
+    samples_us: list | None = None
+    round_medians_us: list | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchResult":
+        """Rebuild a BenchResult from `to_dict()` output (JSON from a worker, a board or a report)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if isinstance(kwargs.get("inference_us"), dict):
+            kwargs["inference_us"] = Stats(**kwargs["inference_us"])
+        return cls(**kwargs)
+
+    @property
+    def label(self) -> str:
+        """The model's name plus what distinguishes its variant (XNNPACK off, threads)."""
+        p = self.params or {}
+        tags = []
+        if p.get("xnnpack") is False:
+            tags.append("xnnpack off")
+        if p.get("num_threads") not in (None, 1):
+            tags.append(f"{p['num_threads']} threads")
+        return self.model + (f" [{', '.join(tags)}]" if tags else "")

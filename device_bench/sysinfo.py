@@ -1,0 +1,64 @@
+"""What a figure was measured on (the environment tag) and how much memory the process holds.
+
+Latency means little without the CPU, runtime, thread count, delegate and whether the CPU was emulated, so
+every BenchResult carries this tag. Memory follows TFLite's tool: resident set size, approximate.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (x86 `model name`, ARM `Model`/`Hardware`/`CPU part`), else platform."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        if fields.get(key):
+            return fields[key]
+    if fields.get("CPU part"):
+        return f"ARM CPU part {fields['CPU part']}"
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def rss_mb() -> float | None:
+    """Current resident set size (VmRSS) in MB, or None where /proc is missing."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def env_tag(*, runtime: str, num_threads, xnnpack: bool | None, emulated: bool = False) -> dict:
+    """The environment tag stored in every BenchResult."""
+    return {
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "runtime": runtime,
+        "threads": num_threads,
+        "xnnpack": xnnpack,
+        "emulated": emulated,
+        "hostname": platform.node(),
+    }
