@@ -1,0 +1,206 @@
+"""Every setting of `edge-lowrank run`, declared once: the CLI flags and the TOML keys come from the same table.
+
+Why one table: a build pipeline keeps its budget in a checked-in TOML file and a developer overrides one flag
+on the command line; both must mean the same thing, with the same validation and the same error line.
+
+Precedence: command-line flag > TOML file (`--config`) > default. TOML keys are the flag names with `-` or
+`_` (`max-accuracy-drop` or `max_accuracy_drop`), at the top level or under a `[run]` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import field
+from pathlib import Path
+
+from edge_lowrank.errors import EdgeLowrankError
+
+DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd")
+ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial")
+
+
+class ConfigError(EdgeLowrankError, ValueError):
+    """A setting of `run` (flag or TOML key) is invalid."""
+
+
+def _opt(default, help, *, type=None, choices=None, flag=True):
+    return field(default=default, metadata={"help": help, "type": type, "choices": choices, "flag": flag})
+
+
+@dataclasses.dataclass
+class RunConfig:
+    model: str | None = _opt(None, "Keras model (.keras/.h5); default: the sample ResNet for Fashion-MNIST",
+                             type=str, flag=False)
+    data: str = _opt("fashion-mnist", "test data for accuracy: fashion-mnist[:SPLIT] or an .npz "
+                     "(fashion-mnist means the 10,000 test images)", type=str)
+    train_data: str | None = _opt(None, "data for fine-tuning (default: fashion-mnist:train for fashion-mnist, "
+                                  "else --data)", type=str)
+    calib_data: str | None = _opt(None, "data for int8 calibration (default: fashion-mnist:calib for "
+                                  "fashion-mnist, else the first --calib-samples of the training data)", type=str)
+    out: str = _opt("runs/latest", "output folder; a rerun with the same folder reuses finished stages", type=str)
+    schemes: str = _opt(",".join(DEFAULT_SCHEMES), f"comma-separated schemes, or `all` ({', '.join(ALL_SCHEMES)})",
+                        type=str)
+    target_mac_ratio: float | None = _opt(0.5, "rank budget: keep this fraction of each rewritten layer's MACs",
+                                          type=float)
+    rank: int | None = _opt(None, "fixed rank for every rewritten layer (overrides --target-mac-ratio)", type=int)
+    rank_fraction: float | None = _opt(None, "rank as a fraction of the full rank (overrides the MAC budget)",
+                                       type=float)
+    energy: float | None = _opt(None, "keep this fraction of singular-value energy (overrides the MAC budget)",
+                                type=float)
+    rank_multiple: int = _opt(8, "round ranks up to a multiple of this (SIMD-friendly)", type=int)
+    finetune_epochs: int = _opt(1, "epochs of distillation from the original model (0 skips fine-tuning)",
+                                type=int)
+    finetune_samples: int | None = _opt(10000, "training images used for fine-tuning (0 or less: all)", type=int)
+    batch_size: int = _opt(128, "fine-tuning batch size", type=int)
+    calib_samples: int = _opt(200, "images for int8 calibration", type=int)
+    eval_samples: int | None = _opt(None, "test images for accuracy (default: all)", type=int)
+    num_runs: int = _opt(20, "host benchmark: minimum timed runs per model", type=int)
+    min_secs: float = _opt(0.5, "host benchmark: minimum timed seconds per model", type=float)
+    arm: str = _opt("auto", "ARM profiles under QEMU: auto (those set up), none, or a comma-separated list",
+                    type=str)
+    arm_precisions: str = _opt("int8", "precisions measured under QEMU (int8, float32 or int8,float32): "
+                               "emulation is slow, so the default is the deployed int8 only", type=str)
+    c_arrays: bool = _opt(True, "write a C array (.cc/.h) for every .tflite", type=bool)
+    max_accuracy_drop: float | None = _opt(None, "gate: top-1 may drop at most this many percentage points "
+                                           "below the original float32 model", type=float)
+    min_speedup: float | None = _opt(None, "gate: host speedup at least this against --speedup-vs", type=float)
+    speedup_vs: str = _opt("float32", "baseline of the speedup gate", type=str, choices=("float32", "int8"))
+    max_size_kb: float | None = _opt(None, "gate: .tflite file at most this many KB (1 KB = 1024 bytes)",
+                                     type=float)
+    max_arena_kb: float | None = _opt(None, "gate: TFLM tensor arena at most this many KB", type=float)
+    seed: int = _opt(0, "seed of every random choice (fine-tuning order, initialisation)", type=int)
+    progress: bool = _opt(True, "show the progress display", type=bool)
+
+    def scheme_list(self) -> tuple[str, ...]:
+        return ALL_SCHEMES if self.schemes.strip() == "all" else tuple(
+            s.strip() for s in self.schemes.split(",") if s.strip())
+
+    def arm_precision_list(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.arm_precisions.split(",") if p.strip())
+
+    def gates(self) -> dict:
+        return {k: getattr(self, k) for k in ("max_accuracy_drop", "min_speedup", "max_size_kb", "max_arena_kb")
+                if getattr(self, k) is not None}
+
+    def validate(self) -> "RunConfig":
+        schemes = self.scheme_list()
+        if not schemes:
+            raise ConfigError("Invalid value for `schemes`. Expected `all` or a comma-separated list. Received: ''.")
+        bad = [s for s in schemes if s not in ALL_SCHEMES]
+        if bad:
+            raise ConfigError(f"Invalid value for `schemes`. Expected `all` or names from {', '.join(ALL_SCHEMES)}. "
+                              f"Received: {','.join(bad)}.")
+        if len(set(schemes)) != len(schemes):
+            raise ConfigError(f"Invalid value for `schemes`: a scheme is listed twice. Received: {self.schemes}.")
+        positive = ("rank_multiple", "batch_size", "calib_samples", "num_runs")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"Invalid value for `{name}`. Expected a positive int. "
+                                  f"Received: {name}={getattr(self, name)}.")
+        for name in ("rank", "eval_samples"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={v}.")
+        for name in ("target_mac_ratio", "rank_fraction", "energy"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v <= 1:
+                raise ConfigError(f"Invalid value for `{name}`. Expected a float in (0, 1]. Received: {name}={v}.")
+        if self.finetune_epochs < 0:
+            raise ConfigError(f"Invalid value for `finetune_epochs`. Expected an int >= 0. "
+                              f"Received: finetune_epochs={self.finetune_epochs}.")
+        if self.min_secs < 0:
+            raise ConfigError(f"Invalid value for `min_secs`. Expected >= 0. Received: min_secs={self.min_secs}.")
+        for name in ("max_accuracy_drop", "max_size_kb", "max_arena_kb"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ConfigError(f"Invalid value for `{name}`. Expected a number >= 0. Received: {name}={v}.")
+        if self.min_speedup is not None and self.min_speedup <= 0:
+            raise ConfigError(f"Invalid value for `min_speedup`. Expected a number > 0. "
+                              f"Received: min_speedup={self.min_speedup}.")
+        bad = [p for p in self.arm_precision_list() if p not in ("int8", "float32")]
+        if bad or not self.arm_precision_list():
+            raise ConfigError(f"Invalid value for `arm_precisions`. Expected int8, float32 or both, comma-separated. "
+                              f"Received: {self.arm_precisions!r}.")
+        if self.speedup_vs not in ("float32", "int8"):
+            raise ConfigError(f"Invalid value for `speedup_vs`. Expected float32 or int8. "
+                              f"Received: speedup_vs={self.speedup_vs!r}.")
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def add_arguments(parser) -> None:
+    """Add one flag per `RunConfig` field. Defaults are None so that a TOML value can fill what was not given."""
+    parser.add_argument("model", nargs="?", default=None, help=FIELDS["model"].metadata["help"])
+    parser.add_argument("--config", default=None, metavar="FILE.toml",
+                        help="TOML file holding any of these settings (flags given here win)")
+    for f in FIELDS.values():
+        meta = f.metadata
+        if not meta["flag"]:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if meta["type"] is bool:
+            parser.add_argument(flag, dest=f.name, default=None, action="store_true",
+                                help=f"{meta['help']} (default: on)" if default else meta["help"])
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=f"turn off {flag}")
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, type=meta["type"], choices=meta["choices"],
+                                help=f"{meta['help']} (default: {default})")
+
+
+def _coerce(name: str, value, source: str):
+    f = FIELDS[name]
+    want = f.metadata["type"]
+    if value is None:
+        return None
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"Invalid value for `{name}` in {source}. Expected true or false. Received: {value!r}.")
+        return value
+    if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if want is str and name == "schemes" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if want is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"Invalid value for `{name}` in {source}. Expected {want.__name__}. Received: {value!r}.")
+
+
+def load_toml(path) -> dict:
+    """Read a TOML config into `{field: value}`; unknown keys and wrong types are errors, not silence."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Config file {path} is not valid TOML: {str(e).splitlines()[0]}") from None
+    table = raw.get("run", raw) if isinstance(raw.get("run"), dict) else raw
+    values = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"Unknown setting `{key}` in {path}. Expected one of: "
+                              f"{', '.join(n.replace('_', '-') for n in FIELDS)}.")
+        values[name] = _coerce(name, value, str(path))
+    return values
+
+
+def from_args(args) -> RunConfig:
+    """Merge flags, the TOML file and the defaults into a validated `RunConfig`."""
+    values = load_toml(args.config) if getattr(args, "config", None) else {}
+    for name in FIELDS:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    cfg = RunConfig(**values)
+    if cfg.finetune_samples is not None and cfg.finetune_samples <= 0:
+        cfg.finetune_samples = None
+    return cfg.validate()

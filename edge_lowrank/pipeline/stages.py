@@ -1,0 +1,415 @@
+"""The pipeline's stages, from a Keras model to every variant measured, each stage cached by its inputs.
+
+Stages, in order (each one a `StageCache` record, so a rerun of the same folder skips what finished):
+
+1. `baseline`: copy of the input model (`models/baseline.keras`), its parameters and MACs;
+2. `model:SCHEME`: rewrite with the scheme at the rank budget, distil from the original for the fine-tuning
+   epochs, save `models/SCHEME.keras`;
+3. `export:VARIANT`: `.tflite` in float32 or int8 (`tflite/`), its C array (`c/`), the TFLM arena, and
+   top-1 and fidelity against the Keras model on the test data (all of it by default);
+4. `bench:host`: every `.tflite` on the host, LiteRT + XNNPACK, one thread, interleaved;
+5. `arm:PROFILE:VARIANT`: instructions per inference under QEMU, when `setup-arm` has been run.
+
+The report, plots, HTML page and `best.tflite` are rebuilt from the records at the end of every run (they
+are cheap), so they never mix results of two different runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+import zlib
+from pathlib import Path
+
+from edge_lowrank import __version__
+from edge_lowrank.errors import DataError, EdgeLowrankError, ModelError
+from edge_lowrank.fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from edge_lowrank.pipeline.cache import StageCache, file_sha256, stage_key
+from edge_lowrank.pipeline.config import RunConfig
+from edge_lowrank.pipeline.progress import StageProgress
+
+PRECISIONS = ("float32", "int8")
+OWNED_DIRS = ("models", "tflite", "c", ".stages")
+
+
+class OutputError(EdgeLowrankError, OSError):
+    """The output folder cannot be created or written."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:240]}" if text else type(e).__name__
+
+
+def c_name(variant_id: str) -> str:
+    return "g_" + re.sub(r"[^0-9a-zA-Z_]", "_", variant_id) + "_model"
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What the run reads, loaded and checked before anything is written."""
+
+    model_path: Path
+    model_sha: str
+    model: object
+    test: object
+    train: object | None
+    calib: object
+    fingerprints: dict
+
+
+def prepare_out_dir(out) -> Path:
+    """Create the output folder and prove it is writable, before any stage starts."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"Output folder {out} is not writable ({e.strerror or type(e).__name__}).") from None
+    for d in OWNED_DIRS:
+        folder = out / d
+        if folder.is_dir():  # temporaries of atomic writes interrupted by a kill
+            for f in folder.glob(".*"):
+                if f.is_file():
+                    f.unlink()
+    for f in out.glob(".*.tmp"):
+        f.unlink()
+    for pattern in (".report.*", ".best.*", ".pareto.*", ".layers.*"):
+        for f in out.glob(pattern):
+            f.unlink()
+    return out
+
+
+def _data_fingerprint(spec: str) -> str:
+    return f"{spec}@{file_sha256(spec)}" if spec.endswith(".npz") and Path(spec).is_file() else spec
+
+
+def _check_fits(ds, model, role: str) -> None:
+    want = tuple(model.inputs[0].shape[1:])
+    got = tuple(ds.x.shape[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise DataError(f"Data {ds.name} ({role}) has images of shape {got}; the model wants {want}.")
+
+
+def load_inputs(cfg: RunConfig) -> Inputs:
+    from edge_lowrank.data import load_dataset
+    from edge_lowrank.modelio import load_keras_model
+
+    if cfg.model:
+        model_path = Path(cfg.model)
+    else:
+        from sample_models import sample_model_path
+
+        model_path = sample_model_path("resnet_fmnist")
+        if not model_path.is_file():
+            raise ModelError(f"The sample model {model_path.name} is missing; pass a MODEL.keras.")
+    model = load_keras_model(model_path)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelError(f"{model_path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                         f"run handles image classifiers with one input and one output.")
+    fashion = cfg.data.startswith("fashion-mnist")
+    test = load_dataset(cfg.data, default_split="test").take(cfg.eval_samples)
+    if test.y is None:
+        raise DataError(f"Data {test.name} has no labels `y`: top-1 needs them.")
+    _check_fits(test, model, "test")
+    n_classes = model.outputs[0].shape[-1]
+    if n_classes is not None and int(test.y.max()) >= n_classes:
+        raise DataError(f"Data {test.name} has label {int(test.y.max())}, but the model has {n_classes} outputs.")
+    train_spec = cfg.train_data or ("fashion-mnist:train" if fashion else cfg.data)
+    train = None
+    if cfg.finetune_epochs > 0:
+        train = load_dataset(train_spec, default_split="train").take(cfg.finetune_samples)
+        if train.y is None:
+            raise DataError(f"Data {train.name} has no labels `y`; fine-tuning needs them "
+                            f"(or pass --finetune-epochs 0).")
+        _check_fits(train, model, "fine-tuning")
+    calib_spec = cfg.calib_data or ("fashion-mnist:calib" if fashion else train_spec)
+    calib = load_dataset(calib_spec, default_split="calib").take(cfg.calib_samples)
+    _check_fits(calib, model, "calibration")
+    fingerprints = {"test": _data_fingerprint(cfg.data), "train": _data_fingerprint(train_spec),
+                    "calib": _data_fingerprint(calib_spec)}
+    return Inputs(model_path, file_sha256(model_path), model, test, train, calib, fingerprints)
+
+
+class Pipeline:
+    """Run every stage for one `RunConfig`; `run()` returns the report dict (see `report.py`)."""
+
+    def __init__(self, cfg: RunConfig, progress: StageProgress | None = None):
+        self.cfg = cfg
+        self.progress = progress or StageProgress(enabled=cfg.progress)
+        self.timings: dict[str, float] = {}
+
+    # -- stage plumbing ------------------------------------------------------------------------------------
+    def _stage(self, name: str, inputs: dict, fn):
+        """Run `fn() -> (result, files)` unless a matching record exists; return the result."""
+        key = stage_key({"stage": name, "tool": __version__, **inputs})
+        started = self.progress.start(name)
+        cached = self.cache.lookup(name, key)
+        if cached is not None:
+            self.progress.finish(name, started, cached=True)
+            return cached
+        t0 = time.monotonic()
+        try:
+            result, files = fn()
+        except BaseException as e:
+            self.progress.finish(name, started, cached=False, failed=_first_line(e))
+            raise
+        result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
+        secs = time.monotonic() - t0
+        self.timings[name] = round(secs, 3)
+        self.cache.store(name, key, result, files, seconds=round(secs, 3))
+        self.progress.finish(name, started, cached=False)
+        return result
+
+    def _seed(self, name: str) -> None:
+        import keras
+
+        keras.utils.set_random_seed((self.cfg.seed * 1000003 + zlib.crc32(name.encode())) % (2**31))
+
+    # -- the run ---------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        inp = load_inputs(cfg)
+        self.out = prepare_out_dir(cfg.out)
+        self.cache = StageCache(self.out)
+        self.inp = inp
+        schemes = cfg.scheme_list()
+        finetune_w = 1.0 + 3.0 * cfg.finetune_epochs * (len(inp.train) if inp.train is not None else 0) / 10000
+        self.progress.plan({"baseline": 0.3, **{f"model:{s}": finetune_w for s in schemes}})
+        self.progress.plan({f"export:{v}": 1.0 for v in self._variant_ids(["baseline", *schemes])})
+        self.progress.plan({"bench:host": 0.4 * 2 * (1 + len(schemes))})
+        t_run = time.monotonic()
+        with self.progress:
+            base = self._stage("baseline", {"model": inp.model_sha}, self._baseline)
+            scheme_rows = []
+            for s in schemes:
+                scheme_rows.append(self._model_stage(s))
+            models = [("baseline", base["keras"], inp.model_sha)]
+            models += [(r["scheme"], r["keras"], r["keras_sha256"]) for r in scheme_rows if r["status"] == "ok"]
+            exports = {}
+            for scheme, keras_rel, sha in models:
+                for prec in PRECISIONS:
+                    vid = f"{scheme}-{prec}"
+                    exports[vid] = self._export_stage(vid, scheme, prec, keras_rel, sha)
+            bench = self._bench_stage(exports)
+            arm = self._arm_stages(exports)
+        self.timings["total"] = round(time.monotonic() - t_run, 3)
+        from edge_lowrank.pipeline.assemble import assemble
+
+        return assemble(self, base, scheme_rows, exports, bench, arm)
+
+    @staticmethod
+    def _variant_ids(schemes):
+        return [f"{s}-{p}" for s in schemes for p in PRECISIONS]
+
+    def _baseline(self):
+        import shutil
+
+        from edge_lowrank.profile import profile_model
+
+        dst = self.out / "models" / "baseline.keras"
+        with atomic_path(dst, suffix=".keras") as tmp:
+            shutil.copyfile(self.inp.model_path, tmp)
+        prof = profile_model(self.inp.model)
+        return {"keras": "models/baseline.keras", "params": prof.params, "macs": prof.macs,
+                "layers": [dataclasses.asdict(layer) for layer in prof.layers]}, [dst]
+
+    # -- low-rank models -----------------------------------------------------------------------------------
+    def _policy_kwargs(self, scheme: str) -> dict:
+        cfg = self.cfg
+        explicit = any(v is not None for v in (cfg.rank, cfg.rank_fraction, cfg.energy))
+        return {"scheme": scheme, "rank": cfg.rank, "rank_fraction": cfg.rank_fraction, "energy": cfg.energy,
+                "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple}
+
+    def _model_stage(self, scheme: str) -> dict:
+        cfg, inp = self.cfg, self.inp
+        name = f"model:{scheme}"
+        inputs = {"model": inp.model_sha, "policy": self._policy_kwargs(scheme), "seed": cfg.seed,
+                  "finetune": {"epochs": cfg.finetune_epochs, "samples": len(inp.train) if inp.train else 0,
+                               "batch_size": cfg.batch_size, "data": inp.fingerprints["train"]},
+                  "calib": [inp.fingerprints["calib"], len(inp.calib)]}
+        return self._stage(name, inputs, lambda: self._make_model(scheme))
+
+    def _make_model(self, scheme: str):
+        from edge_lowrank.profile import profile_model
+        from edge_lowrank.rewrite import CompressionPolicy, compress
+
+        cfg, inp = self.cfg, self.inp
+        self._seed(f"model:{scheme}")
+        policy = CompressionPolicy(**self._policy_kwargs(scheme), calib_data=inp.calib.x)
+        row = {"scheme": scheme, "status": "ok", "message": None, "rewrite": None, "finetune": None,
+               "keras": None, "keras_sha256": None}
+        try:
+            student, rep = compress(inp.model, policy)
+        except (EdgeLowrankError, ValueError) as e:
+            row.update(status="error", message=_first_line(e))
+            self.progress.log(f"  {scheme}: cannot rewrite: {row['message']}")
+            return row, []
+        row["rewrite"] = rep.to_dict()
+        if rep.params_after == rep.params_before and rep.macs_after == rep.macs_before:
+            reasons = sorted({str(r.get("reason")) for r in row["rewrite"].get("layers", []) if r.get("reason")})
+            row.update(status="no-supported-layer",
+                       message="no layer was rewritten" + (f" ({'; '.join(reasons)[:200]})" if reasons else ""))
+            self.progress.log(f"  {scheme}: {row['message']}")
+            return row, []
+        if cfg.finetune_epochs > 0 and inp.train is not None:
+            from edge_lowrank.finetune import distill
+
+            hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs, batch_size=cfg.batch_size,
+                           verbose=False)
+            row["finetune"] = _jsonable(hist)
+        prof = profile_model(student)
+        row["params"], row["macs"] = prof.params, prof.macs
+        dst = self.out / "models" / f"{scheme}.keras"
+        with atomic_path(dst, suffix=".keras") as tmp:
+            student.save(tmp)
+        row["keras"] = f"models/{scheme}.keras"
+        row["keras_sha256"] = file_sha256(dst)
+        return row, [dst]
+
+    # -- conversion and accuracy ---------------------------------------------------------------------------
+    def _export_stage(self, vid: str, scheme: str, precision: str, keras_rel: str, keras_sha: str) -> dict:
+        inp = self.inp
+        inputs = {"keras": keras_sha, "precision": precision, "c_arrays": self.cfg.c_arrays,
+                  "test": [inp.fingerprints["test"], len(inp.test)],
+                  "calib": [inp.fingerprints["calib"], len(inp.calib)] if precision == "int8" else None}
+        return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel))
+
+    def _export(self, vid: str, scheme: str, precision: str, keras_rel: str):
+        import converters
+        from edge_lowrank.modelio import load_keras_model, with_static_batch
+
+        model = self.inp.model if scheme == "baseline" else load_keras_model(self.out / keras_rel)
+        static = with_static_batch(model, 1)
+        kwargs = {"precision": precision}
+        if precision == "int8":
+            kwargs["representative_data"] = self.inp.calib.x
+        tfl = converters.to_tflite(static, **kwargs)
+        files = []
+        path = self.out / "tflite" / f"{vid}.tflite"
+        atomic_write_bytes(path, tfl)
+        files.append(path)
+        rec = {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel,
+               "tflite": f"tflite/{vid}.tflite", "size_bytes": len(tfl), "c_source": None, "c_header": None,
+               "arena_bytes": None, "fidelity": None, "top1": None, "top1_keras": None, "error": None}
+        if self.cfg.c_arrays:
+            src, hdr = converters.c_array(tfl, c_name(vid))
+            for ext, text in (("cc", src), ("h", hdr)):
+                p = self.out / "c" / f"{vid}.{ext}"
+                atomic_write_text(p, text)
+                files.append(p)
+                rec["c_source" if ext == "cc" else "c_header"] = f"c/{vid}.{ext}"
+        try:
+            rec["arena_bytes"] = int(converters.tflm_arena_size(tfl))
+        except Exception as e:  # TFLM may lack an op the model uses: the arena gate then reports "not measured"
+            rec["arena_error"] = _first_line(e)
+        fid = converters.check_fidelity(model, tfl, self.inp.test)
+        rec["fidelity"] = _jsonable(fid.to_dict())
+        rec["top1"] = fid.accuracy_tflite
+        rec["top1_keras"] = fid.accuracy_keras
+        return rec, files
+
+    # -- measurements --------------------------------------------------------------------------------------
+    def _bench_params(self):
+        from device_bench.results import BenchParams
+
+        return BenchParams(num_runs=self.cfg.num_runs, min_secs=self.cfg.min_secs, num_threads=1)
+
+    def _bench_stage(self, exports: dict) -> dict:
+        params = self._bench_params()
+        inputs = {"models": {v: file_sha256(self.out / e["tflite"]) for v, e in exports.items()},
+                  "params": dataclasses.asdict(params)}
+        return self._stage("bench:host", inputs, lambda: self._bench(exports, params))
+
+    def _bench(self, exports: dict, params):
+        import device_bench
+
+        ids = list(exports)
+        paths = [str(self.out / exports[v]["tflite"]) for v in ids]
+        results = device_bench.bench_models(paths, params, target="host", interleave=True)
+        out = {}
+        for v, r in zip(ids, results):
+            d = r.to_dict()
+            d.pop("samples_us", None)  # raw timings stay out of the record; the CI below summarises them
+            out[v] = d
+        for ref in ("baseline-float32", "baseline-int8"):
+            try:
+                rows = device_bench.compare(results, ids.index(ref))
+            except EdgeLowrankError:
+                continue
+            for v, row in zip(ids, rows):
+                if row.get("ci_low") is not None:
+                    out[v][f"speedup_ci95_vs_{ref.split('-')[1]}"] = [row["ci_low"], row["ci_high"]]
+        return out, []
+
+    def arm_profiles(self) -> tuple[bool, str | None, list[str]]:
+        """(available, reason when not, profiles to run) for the `--arm` setting."""
+        setting = self.cfg.arm.strip()
+        if setting == "none":
+            return False, "--arm none", []
+        try:
+            from device_bench import qemu
+        except ImportError as e:
+            return False, f"device_bench.qemu is not installed ({_first_line(e)})", []
+        ok, reason = qemu.available()
+        if not ok:
+            return False, reason, []
+        names = list(qemu.PROFILES)
+        if setting == "auto":  # one profile keeps the demo's emulation time bounded; A76 has the dot product
+            return True, None, ["cortex-a76"] if "cortex-a76" in names else names[:1]
+        wanted = [p.strip() for p in setting.split(",") if p.strip()]
+        bad = [p for p in wanted if p not in names]
+        if bad:
+            raise EdgeLowrankError(f"Invalid value for `arm`. Expected auto, none or profiles from "
+                                   f"{', '.join(names)}. Received: {','.join(bad)}.")
+        return True, None, wanted
+
+    def _arm_stages(self, exports: dict) -> dict:
+        ok, reason, profiles = self.arm_profiles()
+        self.arm_state = {"available": ok, "reason": reason, "profiles": profiles}
+        out = {}
+        if not ok:
+            return out
+        params = self._bench_params()
+        params.num_runs, params.min_secs, params.warmup_min_secs = 1, 0.0, 0.0  # instruction counts are exact
+        targets = {v: e for v, e in exports.items() if e["precision"] in self.cfg.arm_precision_list()}
+        self.progress.plan({f"arm:{p}:{v}": 2.0 for p in profiles for v in targets})
+        for p in profiles:
+            for v, e in targets.items():
+                inputs = {"model": file_sha256(self.out / e["tflite"]), "profile": p,
+                          "params": dataclasses.asdict(params)}
+                out[(p, v)] = self._stage(f"arm:{p}:{v}", inputs, lambda p=p, e=e: self._arm(p, e, params))
+        return out
+
+    def _arm(self, profile: str, export: dict, params):
+        from device_bench import qemu
+
+        try:
+            r = qemu.run_qemu(str(self.out / export["tflite"]), profile, params)
+            return {"instructions": r.instructions_per_inference, "error": r.error}, []
+        except EdgeLowrankError as e:
+            return {"instructions": None, "error": _first_line(e)}, []
+
+
+def _jsonable(o):
+    """Plain JSON types from numpy scalars, tuples and dataclasses."""
+    import numpy as np
+
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        o = dataclasses.asdict(o)
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, float) and (o != o or o in (float("inf"), float("-inf"))):
+        return None
+    return o
