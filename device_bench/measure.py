@@ -89,6 +89,7 @@ class ModelRunner:
         self.warmup_us: list[float] = []
         self.timings_us: list[float] = []
         self.round_medians_us: list[float] = []
+        self.peak_rss_mb: float | None = None
 
     def set_inputs(self, arrays: list[np.ndarray]) -> None:
         if len(arrays) != len(self.input_details):
@@ -124,6 +125,7 @@ class ModelRunner:
         times = self._loop(max(1, min_runs), min_secs, max_secs)
         self.timings_us.extend(times)
         self.round_medians_us.append(float(np.median(times)))
+        self.peak_rss_mb = peak_rss_mb()  # peak up to the end of the timed runs (accuracy data comes later)
         return times
 
     def outputs(self) -> list[np.ndarray]:
@@ -136,7 +138,7 @@ class ModelRunner:
             init_us=self.init_us, first_inference_us=self.first_us,
             warmup_mean_us=float(np.mean(self.warmup_us)) if self.warmup_us else None,
             inference_us=summarize(self.timings_us) if self.timings_us else None,
-            rss_after_init_mb=self.rss_after_init_mb, peak_rss_mb=peak_rss_mb(),
+            rss_after_init_mb=self.rss_after_init_mb, peak_rss_mb=self.peak_rss_mb if self.peak_rss_mb is not None else peak_rss_mb(),
             delegate_partitions=self.partitions, nodes_outside_delegate=self.outside,
             env=env_tag(runtime=_interpreter.runtime_version(), num_threads=p.num_threads, xnnpack=p.xnnpack),
             params=dict(vars(p)),
