@@ -168,7 +168,9 @@ class Pipeline:
 
     def _seed(self, name: str) -> None:
         import keras
+        import tensorflow as tf
 
+        tf.config.experimental.enable_op_determinism()  # a resumed run must train exactly as an uninterrupted one
         keras.utils.set_random_seed((self.cfg.seed * 1000003 + zlib.crc32(name.encode())) % (2**31))
 
     # -- the run ---------------------------------------------------------------------------------------------
@@ -282,14 +284,13 @@ class Pipeline:
 
     def _export(self, vid: str, scheme: str, precision: str, keras_rel: str):
         import converters
-        from edge_lowrank.modelio import load_keras_model, with_static_batch
+        from edge_lowrank.modelio import load_keras_model
 
         model = self.inp.model if scheme == "baseline" else load_keras_model(self.out / keras_rel)
-        static = with_static_batch(model, 1)
-        kwargs = {"precision": precision}
+        kwargs = {"precision": precision, "metadata": {"variant": vid, "scheme": scheme}}
         if precision == "int8":
             kwargs["representative_data"] = self.inp.calib.x
-        tfl = converters.to_tflite(static, **kwargs)
+        tfl = converters.to_tflite(model, **kwargs)
         files = []
         path = self.out / "tflite" / f"{vid}.tflite"
         atomic_write_bytes(path, tfl)
@@ -297,18 +298,18 @@ class Pipeline:
         rec = {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel,
                "tflite": f"tflite/{vid}.tflite", "size_bytes": len(tfl), "c_source": None, "c_header": None,
                "arena_bytes": None, "fidelity": None, "top1": None, "top1_keras": None, "error": None}
+        try:
+            rec["arena_bytes"] = int(converters.tflm_arena_size(tfl))
+        except Exception as e:  # TFLM may lack an op the model uses: the arena gate then reports "not measured"
+            rec["arena_error"] = _first_line(e)
         if self.cfg.c_arrays:
-            src, hdr = converters.c_array(tfl, c_name(vid))
+            src, hdr = converters.c_array(tfl, c_name(vid), arena_size=rec["arena_bytes"])
             for ext, text in (("cc", src), ("h", hdr)):
                 p = self.out / "c" / f"{vid}.{ext}"
                 atomic_write_text(p, text)
                 files.append(p)
                 rec["c_source" if ext == "cc" else "c_header"] = f"c/{vid}.{ext}"
-        try:
-            rec["arena_bytes"] = int(converters.tflm_arena_size(tfl))
-        except Exception as e:  # TFLM may lack an op the model uses: the arena gate then reports "not measured"
-            rec["arena_error"] = _first_line(e)
-        fid = converters.check_fidelity(model, tfl, self.inp.test)
+        fid = converters.check_fidelity(model, tfl, self.inp.test, n=None)
         rec["fidelity"] = _jsonable(fid.to_dict())
         rec["top1"] = fid.accuracy_tflite
         rec["top1_keras"] = fid.accuracy_keras
