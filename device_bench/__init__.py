@@ -2,7 +2,7 @@
 
 Runs on the host, on aarch64 under QEMU, with the TFLM interpreter, and on boards over ssh. Only numpy and
 ai-edge-litert are needed (see requirements.txt); importing this package never imports TensorFlow, and the
-names below are imported lazily so `import device_bench` stays cheap on a board.
+runtime itself is imported only when a model is loaded.
 
 Public API:
     bench_models(paths, params, *, target="host", data=None, interleave=True) -> list[BenchResult]
@@ -14,26 +14,14 @@ Public API:
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "bench_models": ("bench", "bench_models"),
-    "measure": ("measure", "measure"),
-    "compare": ("compare", "compare"),
-    "BenchParams": ("results", "BenchParams"),
-    "BenchResult": ("results", "BenchResult"),
-    "Stats": ("results", "Stats"),
-    "SCHEMA_VERSION": ("results", "SCHEMA_VERSION"),
-    "BenchError": ("errors", "BenchError"),
-}
+# Eager, and cheap (numpy only: the runtime is imported inside functions). Eager also because `measure` and
+# `compare` are both a module and a function here: binding the functions last makes them win.
+from .errors import BenchError  # noqa: E402
+from .results import SCHEMA_VERSION, BenchParams, BenchResult, Stats  # noqa: E402
+from .bench import bench_models  # noqa: E402
+from .measure import measure  # noqa: E402
+from .compare import compare  # noqa: E402
+from . import report  # noqa: E402
 
-__all__ = sorted(_LAZY) + ["report"]
-
-
-def __getattr__(name):
-    import importlib
-
-    if name == "report":
-        return importlib.import_module(".report", __name__)
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    raise AttributeError(f"module 'device_bench' has no attribute {name!r}")
+__all__ = ["BenchError", "BenchParams", "BenchResult", "SCHEMA_VERSION", "Stats", "bench_models", "compare",
+           "measure", "report"]
