@@ -1,0 +1,171 @@
+"""`edge-lowrank convert MODEL.keras --mode MODE -o OUT.tflite [--c-array OUT.cc]`.
+
+Converts, audits (ops, XNNPACK partitions, quantization), checks fidelity against Keras on held-out data,
+optionally writes a C array checked on TFLite Micro, and prints the summary. Every result is computed
+before the first file is written, and each file is written atomically: a failure leaves no output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+MODES = ("float32", "float16", "dynamic", "int8")
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="a .keras (or .h5) model file, original or rewritten by edge-lowrank")
+    parser.add_argument("--mode", choices=MODES, default="float32", help="TFLite precision (default float32)")
+    parser.add_argument("-o", "--output", required=True, help="the .tflite file to write")
+    parser.add_argument("--calib-data", default="fashion-mnist:calib",
+                        help="int8 calibration images: fashion-mnist[:calib|train|test] or an .npz "
+                             "(default fashion-mnist:calib)")
+    parser.add_argument("--calib-samples", type=int, default=200,
+                        help="number of calibration images (default 200)")
+    parser.add_argument("--input-range", default="0,1",
+                        help="LOW,HIGH the model's input values span; calibration data outside it is refused "
+                             "(default 0,1; 'any' to skip the check)")
+    parser.add_argument("--float-io", action="store_true",
+                        help="int8 only: keep float32 inputs and outputs instead of int8")
+    parser.add_argument("--eval-data", default=None,
+                        help="held-out data for the fidelity check (default fashion-mnist:test when the input "
+                             "is 28x28x1; 'none' to skip)")
+    parser.add_argument("--eval-samples", type=int, default=1000, help="fidelity samples (default 1000)")
+    parser.add_argument("--c-array", default=None, metavar="OUT.cc",
+                        help="also write the model as a C++ array (OUT.cc and OUT.h) and check it on TFLM")
+    parser.add_argument("--array-name", default=None, help="C name of the array (default g_<output stem>)")
+    parser.add_argument("--metadata-json", default=None,
+                        help="a JSON file whose object is stored in the model's metadata (scheme, ranks, ...)")
+    parser.add_argument("--allow-custom-ops", action="store_true",
+                        help="accept custom and Select-TF (Flex) ops instead of failing")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _input_range(text):
+    from edge_lowrank.errors import DataError
+
+    if str(text).lower() in ("any", "none"):
+        return None
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise DataError(f"Invalid value for `--input-range`. Expected LOW,HIGH (e.g. 0,1) or 'any'. "
+                        f"Received: {text!r}.") from None
+    if not lo < hi:
+        raise DataError(f"Invalid value for `--input-range`: LOW must be below HIGH. Received: {text!r}.")
+    return lo, hi
+
+
+def _user_metadata(path) -> dict:
+    from edge_lowrank.errors import DataError
+
+    if path is None:
+        return {}
+    p = Path(path)
+    try:
+        value = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"Cannot read metadata JSON {p}: {type(e).__name__}.") from None
+    if not isinstance(value, dict):
+        raise DataError(f"Metadata JSON {p} must hold an object, not {type(value).__name__}.")
+    return value
+
+
+def _array_name(args, c_path: Path) -> str:
+    if args.array_name:
+        return args.array_name
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(args.output).stem)
+    return f"g_{stem}"
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from converters.audit import audit_ops, require_builtin_only
+    from converters.calibration import calibration_samples
+    from converters.carray import c_array
+    from converters.convert import to_tflite
+    from converters.fidelity import check_fidelity
+    from converters.metadata import read_metadata
+    from converters.tflm import tflm_check
+    from edge_lowrank.data import load_dataset
+    from edge_lowrank.errors import DataError
+    from edge_lowrank.fileio import atomic_write_bytes, atomic_write_text
+    from edge_lowrank.modelio import load_keras_model
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".tflite":
+        raise DataError(f"Invalid value for `-o`. Expected a path ending in .tflite. Received: {out}.")
+    c_path = Path(args.c_array) if args.c_array else None
+    if c_path is not None and c_path.suffix.lower() not in (".cc", ".cpp", ".c"):
+        raise DataError(f"Invalid value for `--c-array`. Expected a .cc, .cpp or .c path. Received: {c_path}.")
+    input_range = _input_range(args.input_range)
+    metadata = _user_metadata(args.metadata_json)
+
+    model = load_keras_model(args.model)
+    input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    calib = None
+    if args.mode == "int8":
+        calib_ds = load_dataset(args.calib_data, default_split="calib")
+        calib = calibration_samples(calib_ds, args.calib_samples)
+        metadata.setdefault("calibration_data", calib_ds.name)
+    metadata.setdefault("source_model", Path(args.model).name)
+    metadata.setdefault("source_sha256", hashlib.sha256(Path(args.model).read_bytes()).hexdigest())
+
+    flat = to_tflite(model, precision=args.mode, representative_data=calib, float_io=args.float_io,
+                     metadata=metadata, input_range=input_range,
+                     allow_select_tf_ops=args.allow_custom_ops)
+    audit = audit_ops(flat)
+    require_builtin_only(audit, allow_custom=args.allow_custom_ops)
+
+    fidelity, note = None, None
+    eval_spec = args.eval_data
+    if eval_spec is None:
+        eval_spec = "fashion-mnist:test" if input_shape == (28, 28, 1) else "none"
+        if eval_spec == "none":
+            note = f"fidelity not checked: input {input_shape} is not Fashion-MNIST's; pass --eval-data"
+    if eval_spec.lower() != "none":
+        fidelity = check_fidelity(model, flat, load_dataset(eval_spec, default_split="test"),
+                                  n=args.eval_samples)
+
+    tflm, sources = None, None
+    if c_path is not None:
+        tflm = tflm_check(flat)
+        name = _array_name(args, c_path)
+        h_path = c_path.with_suffix(".h")
+        sources = c_array(flat, name, arena_size=tflm.arena_size, header_name=h_path.name)
+
+    atomic_write_bytes(out, flat)
+    if sources is not None:
+        atomic_write_text(c_path.with_suffix(".h"), sources[1])
+        atomic_write_text(c_path, sources[0])
+
+    summary = {
+        "output": str(out),
+        "mode": args.mode,
+        "size_bytes": len(flat),
+        "audit": audit.to_dict(),
+        "fidelity": fidelity.to_dict() if fidelity else None,
+        "tflm": tflm.to_dict() if tflm else None,
+        "c_array": [str(c_path), str(c_path.with_suffix(".h"))] if c_path else None,
+        "metadata": read_metadata(flat),
+    }
+    if args.json:
+        summary["audit"].pop("weights")
+        print(json.dumps(summary, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
+        return 0
+    print(f"{args.model} -> {out} ({args.mode}, {len(flat) / 1024:.1f} KB)")
+    print(audit.render())
+    if audit.unexplained_undelegated:
+        print("warning: nodes outside XNNPACK that are not documented exceptions: "
+              + ", ".join(audit.unexplained_undelegated))
+    if fidelity:
+        print(fidelity.render())
+    elif note:
+        print(note)
+    if tflm:
+        print(tflm.render())
+        print(f"wrote {c_path} and {c_path.with_suffix('.h')}")
+    return 0
