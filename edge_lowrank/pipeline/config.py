@@ -62,8 +62,8 @@ class RunConfig:
     arm_precisions: str = _opt("int8", "precisions measured under QEMU (int8, float32 or int8,float32): "
                                "emulation is slow, so the default is the deployed int8 only", type=str)
     c_arrays: bool = _opt(True, "write a C array (.cc/.h) for every .tflite", type=bool)
-    max_accuracy_drop: float | None = _opt(None, "gate: top-1 may drop at most this many percentage points "
-                                           "below the original float32 model", type=float)
+    max_accuracy_drop: float | None = _opt(1.0, "gate: top-1 may drop at most this many percentage points "
+                                           "below the original float32 model (100 turns it off)", type=float)
     min_speedup: float | None = _opt(None, "gate: host speedup at least this against --speedup-vs", type=float)
     speedup_vs: str = _opt("float32", "baseline of the speedup gate", type=str, choices=("float32", "int8"))
     max_size_kb: float | None = _opt(None, "gate: .tflite file at most this many KB (1 KB = 1024 bytes)",

@@ -59,7 +59,10 @@ def plot_pareto(report: dict, path) -> Path | None:
     ax.set_ylabel(f"top-1 (%) on {report['data']['test']['spec']}")
     ax.set_title(f"Accuracy vs latency; marker area ~ .tflite size (largest {smax:.0f} KB)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    legend = ax.legend(loc="lower right", fontsize=8)
+    for handle in legend.legend_handles:
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([40])
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")

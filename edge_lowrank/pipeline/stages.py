@@ -328,11 +328,12 @@ class Pipeline:
         return self._stage("bench:host", inputs, lambda: self._bench(exports, params))
 
     def _bench(self, exports: dict, params):
-        import device_bench
+        from device_bench.bench import bench_models
+        from device_bench.compare import compare  # not `device_bench.compare`: the submodule shadows the name
 
         ids = list(exports)
         paths = [str(self.out / exports[v]["tflite"]) for v in ids]
-        results = device_bench.bench_models(paths, params, target="host", interleave=True)
+        results = bench_models(paths, params, target="host", interleave=True)
         out = {}
         for v, r in zip(ids, results):
             d = r.to_dict()
@@ -340,7 +341,7 @@ class Pipeline:
             out[v] = d
         for ref in ("baseline-float32", "baseline-int8"):
             try:
-                rows = device_bench.compare(results, ids.index(ref))
+                rows = compare(results, ids.index(ref))
             except EdgeLowrankError:
                 continue
             for v, row in zip(ids, rows):
