@@ -113,7 +113,7 @@ def plot_layers(report: dict, path) -> Path | None:
         ax1.bar([i - 0.4 + width / 2 + k * width for i in x],
                 [(by[nm].get("macs_after") or 0) / 1e6 if nm in by else 0 for nm in names], width, label=scheme)
         for i, nm in enumerate(names):
-            vals = _rank_values(by[nm].get("ranks")) if nm in by and by[nm].get("action") != "skip" else []
+            vals = _rank_values(by[nm].get("ranks")) if nm in by and by[nm].get("action") == "factorized" else []
             if vals:
                 ax2.scatter([i - 0.4 + width / 2 + k * width] * len(vals), vals, s=18, label=None,
                             color=f"C{k - 1}")
