@@ -31,6 +31,12 @@ def small_cnn() -> keras.Model:
     return keras.Model(inp, x)
 
 
+def softmax_only() -> keras.Model:
+    """An int8 SOFTMAX alone: XNNPACK does not take it, so nothing is delegated (the fallback test)."""
+    inp = keras.Input((10,), batch_size=1)
+    return keras.Model(inp, keras.layers.Softmax()(inp))
+
+
 def convert(model, int8: bool) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
@@ -38,7 +44,7 @@ def convert(model, int8: bool) -> bytes:
 
         def rep():
             for _ in range(32):
-                yield [rng.random((1, 28, 28, 1), dtype=np.float32)]
+                yield [rng.random((1, *model.inputs[0].shape[1:]), dtype=np.float32)]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
@@ -54,4 +60,5 @@ if __name__ == "__main__":
     m = small_cnn()
     (HERE / "small_cnn_fp32.tflite").write_bytes(convert(m, int8=False))
     (HERE / "small_cnn_int8.tflite").write_bytes(convert(m, int8=True))
+    (HERE / "softmax_int8.tflite").write_bytes(convert(softmax_only(), int8=True))
     print("wrote", sorted(p.name for p in HERE.glob("*.tflite")))

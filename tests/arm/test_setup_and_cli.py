@@ -1,0 +1,55 @@
+"""setup-arm is idempotent and quick the second time; `edge-lowrank bench --target qemu:<profile>` works."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device_bench.qemu.runner import CLASSES, parse_counts
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_parse_counts_pairs_markers_with_regions():
+    text = ("classes total simd_fp simd_ldst dot i8mm sve\n"
+            "mark 1 100 10 5 0 0 0\nmark 2 150 12 6 0 0 0\n"
+            "mark 1 200 20 7 1 0 0\nmark 2 1200 520 107 301 0 0\nexit 0 1300 520 107 301 0 0\n")
+    got = parse_counts(text, ["empty", "run"])
+    assert [name for name, _ in got] == ["empty", "run"]
+    assert got[0][1] == dict(zip(CLASSES, (50, 2, 1, 0, 0, 0)))
+    assert got[1][1] == dict(zip(CLASSES, (1000, 500, 100, 300, 0, 0)))
+
+
+def test_parse_counts_rejects_missing_markers():
+    from device_bench.qemu import QemuRunError
+
+    with pytest.raises(QemuRunError, match="markers"):
+        parse_counts("mark 1 100 0 0 0 0 0\n", ["first"])
+
+
+@pytest.mark.qemu
+def test_second_setup_takes_seconds(qemu_ready):
+    t = time.perf_counter()
+    manifest = qemu_ready.setup_arm(verbose=False)
+    assert time.perf_counter() - t < 30
+    assert {"cortex-a53", "cortex-a76", "cortex-a710"} <= set(manifest["profiles"])
+    assert os.path.exists(manifest["plugin"])
+
+
+@pytest.mark.qemu
+def test_bench_cli_on_qemu_target(tmp_path):
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "edge_lowrank.cli.main", "bench", str(FIXTURES / "small_cnn_int8.tflite"),
+                        "--target", "qemu:cortex-a72", "--num-runs", "1", "--warmup-runs", "0", "--min-secs", "0",
+                        "--warmup-min-secs", "0", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "emulated" in p.stdout
+    doc = json.loads(out.read_text())
+    rows = doc["results"] if isinstance(doc, dict) else doc
+    (row,) = rows
+    assert row["target"] == "qemu-aarch64:cortex-a72" and row["emulated"] is True
+    assert row["instructions_per_inference"] > 100_000
