@@ -23,7 +23,7 @@ import numpy as np
 
 from .datasets import Dataset
 from .results import BenchParams, BenchResult
-from .stats import round_quota
+from .stats import effective_rounds, round_quota
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -181,7 +181,7 @@ def run_host(paths, params_list: list[BenchParams], *, data: Dataset | None = No
             if interleave and n > 1:
                 for i in range(n):
                     start(i)
-                rounds = max(1, params_list[0].rounds)
+                rounds = min(effective_rounds(p) for p in params_list)
                 for _ in range(rounds):
                     for i in range(n):
                         runs, min_s, max_s = round_quota(params_list[i], rounds)

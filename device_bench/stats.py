@@ -20,6 +20,11 @@ def phase_done(count: int, elapsed_s: float, min_runs: int, min_secs: float, max
     return count >= min_runs and elapsed_s >= min_secs
 
 
+def effective_rounds(params: BenchParams) -> int:
+    """Rounds actually run: never more than `num_runs`, so a small run count is not inflated by rounding up."""
+    return max(1, min(int(params.rounds), int(params.num_runs) or 1))
+
+
 def round_quota(params: BenchParams, rounds: int) -> tuple[int, float, float]:
     """(runs, min seconds, max seconds) of one of `rounds` interleaved rounds.
 
