@@ -214,7 +214,7 @@ def run_tflm(paths, params_list: list[BenchParams], *, data: Dataset | None = No
                                   data=data_npz)
                 res = BenchResult.from_dict(reply["result"])
                 res.model = str(path)
-                if data_npz:
+                if data_npz and res.error is None:
                     res.extra["data"] = data.name
                 out.append(res)
             except WorkerError as e:

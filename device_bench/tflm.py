@@ -20,7 +20,7 @@ import numpy as np
 from . import _interpreter
 from .errors import BenchError
 from .inputs import quantize_input, random_inputs
-from .measure import check_model_file
+from .measure import _check_tensor_sizes, check_model_file
 from .results import BenchParams, BenchResult
 from .stats import phase_done, summarize
 from .sysinfo import env_tag, peak_rss_mb
@@ -110,6 +110,14 @@ def probe_arena(model: bytes, arena: int, inputs: list[np.ndarray], timeout_s: f
     return False, " | ".join(lines[-3:])[:400] or "failed"
 
 
+class MissingOpsError(BenchError):
+    """TFLM has no kernel for some of the model's ops (`ops`)."""
+
+    def __init__(self, ops: list[str]):
+        super().__init__(f"TFLM lacks kernels for: {', '.join(ops)}.")
+        self.ops = ops
+
+
 def missing_ops(message: str) -> list[str]:
     """Op names TFLM says it has no kernel for, parsed from its error output."""
     return sorted({a or b for a, b in _MISSING_OP.findall(message)})
@@ -121,7 +129,7 @@ def find_arena(model: bytes, inputs: list[np.ndarray], start: int | None = None)
     ok, msg = probe_arena(model, hi, inputs)
     while not ok:
         if missing_ops(msg):
-            raise BenchError(f"TFLM lacks kernels for: {', '.join(missing_ops(msg))}.")
+            raise MissingOpsError(missing_ops(msg))
         if hi >= MAX_ARENA:
             raise BenchError(f"TFLM cannot run the model with any arena up to {MAX_ARENA >> 20} MiB: {msg}")
         hi *= 4
@@ -169,13 +177,19 @@ def measure_tflm(model_path, params: BenchParams | None = None, data=None, *, ag
     # Inputs from LiteRT's view of the model (it validates the flatbuffer before TFLM touches it).
     try:
         ref = _interpreter.make_interpreter(str(model_path), num_threads=1, xnnpack=False)
+        _check_tensor_sizes(ref, str(model_path))
         ref.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise BenchError(f"{model_path}: LiteRT cannot load it: {' '.join(str(e).split())[:300]}") from None
     in_details = ref.get_input_details()
     out_details = ref.get_output_details()
     inputs = random_inputs(in_details)
-    arena, below_msg = find_arena(model, inputs)
+    try:
+        arena, below_msg = find_arena(model, inputs)
+    except MissingOpsError as e:  # a clean row that lists the ops, so the user knows what to rewrite
+        return BenchResult(model=str(model_path), target="tflm", model_size_mb=size / 1e6, error=str(e),
+                           env=env_tag(runtime=tflm_version(), num_threads=1, xnnpack=None),
+                           params=dict(vars(params)), extra={"flash_bytes": size, "missing_ops": e.ops})
 
     t0 = time.perf_counter()
     interp = Interpreter.from_bytes(model, arena_size=arena)

@@ -44,12 +44,13 @@ def _cached_dir(request, tag: str) -> Path:
 
 @pytest.fixture(scope="session")
 def models(request) -> dict:
-    """{'f32': path, 'int8': path, 'fidelity': {...}}: a tiny trained CNN (float32 and int8, int8 I/O)."""
+    """{'f32', 'int8', 'topk': paths, 'fidelity': {...}}: a tiny trained CNN (float32; int8 with int8 I/O)."""
     folder = _cached_dir(request, "tiny")
     if not (folder / "fidelity.json").exists():
         _build(folder)
     fid = json.loads((folder / "fidelity.json").read_text())
-    return {"f32": folder / "tiny_f32.tflite", "int8": folder / "tiny_int8.tflite", "fidelity": fid["tiny_int8"]}
+    return {"f32": folder / "tiny_f32.tflite", "int8": folder / "tiny_int8.tflite", "topk": folder / "topk.tflite",
+            "fidelity": fid["tiny_int8"]}
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@
 - tiny: a small CNN trained 1 epoch on 3,000 Fashion-MNIST images (a few seconds), as float32 and int8
   (`converters.to_tflite`), plus the converter's fidelity figure (`converters.check_fidelity`) for the int8
   model on the first FIDELITY_N test images, written to fidelity.json;
+- topk: a weightless graph with TOPK_V2, an op TFLM lacks;
 - --sample NAME: the committed sample model `sample_models/NAME.keras` as int8, with its fidelity figure.
 """
 
@@ -52,6 +53,16 @@ def main(out: Path, sample: str | None) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             (out / "tiny_f32.tflite").write_bytes(to_tflite(model, precision="float32"))
         name = "tiny_int8"
+        # A model with an op TFLM has no kernel for (TOPK_V2), for the tflm target's missing-ops report.
+        import tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32)])
+        def topk(v):
+            return tf.math.top_k(v, k=3).values
+
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([topk.get_concrete_function()], topk)
+        with contextlib.redirect_stdout(io.StringIO()):
+            (out / "topk.tflite").write_bytes(conv.convert())
     with contextlib.redirect_stdout(io.StringIO()):
         tfl = to_tflite(model, precision="int8", representative_data=calib.x[:200])
     (out / f"{name}.tflite").write_bytes(tfl)
