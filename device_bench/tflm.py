@@ -179,6 +179,8 @@ def measure_tflm(model_path, params: BenchParams | None = None, data=None, *, ag
         ref = _interpreter.make_interpreter(str(model_path), num_threads=1, xnnpack=False)
         _check_tensor_sizes(ref, str(model_path))
         ref.allocate_tensors()
+    except BenchError:
+        raise
     except (ValueError, RuntimeError) as e:
         raise BenchError(f"{model_path}: LiteRT cannot load it: {' '.join(str(e).split())[:300]}") from None
     in_details = ref.get_input_details()
