@@ -30,7 +30,7 @@ def _ratio(num, den):
 
 def build_variants(pipe, base, scheme_rows, exports, bench, arm) -> list[dict]:
     by_scheme = {r["scheme"]: r for r in scheme_rows}
-    ref_top1 = exports["baseline-float32"]["top1"]
+    ref_top1 = exports["baseline-float32"].get("top1")
     med = {v: _median(bench.get(v)) for v in exports}
     variants = []
     for vid, e in exports.items():
@@ -43,14 +43,14 @@ def build_variants(pipe, base, scheme_rows, exports, bench, arm) -> list[dict]:
             ref = (arm.get((p, f"baseline-{prec}")) or {}).get("instructions")
             arm_rows[p] = {"instructions": a.get("instructions"), "ratio": _ratio(a.get("instructions"), ref),
                            "error": a.get("error")}
-        top1 = e["top1"]
+        top1 = e.get("top1")
         delta = None if top1 is None or ref_top1 is None else round((top1 - ref_top1) * 100, 4)
         s32 = _ratio(med["baseline-float32"], med[vid])
         s8 = _ratio(med["baseline-int8"], med[vid])
         variants.append({
             "id": vid, "scheme": scheme, "precision": prec,
             "files": {k: e[k] for k in ("keras", "tflite", "c_source", "c_header") if e.get(k)},
-            "params": src["params"], "macs": src["macs"], "size_bytes": e["size_bytes"],
+            "params": src["params"], "macs": src["macs"], "size_bytes": e.get("size_bytes"),
             "arena_bytes": e.get("arena_bytes"), "top1": top1, "top1_keras": e.get("top1_keras"),
             "top1_delta_pp": delta, "accuracy_drop_pp": None if delta is None else -delta,
             "host_median_us": med[vid], "host": b.get("inference_us"),

@@ -59,7 +59,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         agree = fid.get("top1_agreement")
         err = fid.get("max_abs_err")
         name = v["id"] + (" (best)" if v["id"] == best else "")
-        row = [name, v["scheme"], _fmt_int(v["params"]), _fmt_int(v["macs"]), f"{v['size_bytes'] / 1024:.1f}",
+        row = [name, v["scheme"], _fmt_int(v["params"]), _fmt_int(v["macs"]), _fmt(None if v["size_bytes"] is None else v["size_bytes"] / 1024, ".1f"),
                _fmt(None if v["host_median_us"] is None else v["host_median_us"] / 1000, ".3f"),
                _fmt(v["speedup_vs_float32"], ".2f", "x"), _fmt(v["speedup_vs_int8"], ".2f", "x")]
         for p in profiles:

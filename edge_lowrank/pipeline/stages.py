@@ -21,6 +21,7 @@ import json
 import os
 import re
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -40,8 +41,15 @@ class OutputError(EdgeLowrankError, OSError):
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:240]}" if text else type(e).__name__
+    """The exception as one line; TensorFlow's "Graph execution error:" gets the line that says why."""
+    text = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not text:
+        return type(e).__name__
+    line = text[0]
+    if line.endswith(":"):
+        why = [ln for ln in text[1:] if not ln.startswith(("File ", "Detected at node", "[["))]
+        line = f"{line} {why[-1] if why else ''}".strip()
+    return f"{type(e).__name__}: {line[:240]}"
 
 
 def c_name(variant_id: str) -> str:
@@ -155,15 +163,21 @@ class Pipeline:
             return cached
         t0 = time.monotonic()
         try:
-            result, files = fn()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result, files = fn()
         except BaseException as e:
             self.progress.finish(name, started, cached=False, failed=_first_line(e))
             raise
+        for w in caught:  # one line each in the log, not a warning with a source line
+            self.progress.log(f"  {name}: {str(w.message).splitlines()[0][:240]}")
         result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
         secs = time.monotonic() - t0
         self.timings[name] = round(secs, 3)
-        self.cache.store(name, key, result, files, seconds=round(secs, 3))
-        self.progress.finish(name, started, cached=False)
+        failed = result.get("error") if isinstance(result, dict) else None
+        if failed is None:  # a failed stage is not recorded: the next run tries it again
+            self.cache.store(name, key, result, files, seconds=round(secs, 3))
+        self.progress.finish(name, started, cached=False, failed=failed)
         return result
 
     def _seed(self, name: str) -> None:
@@ -175,6 +189,9 @@ class Pipeline:
 
     # -- the run ---------------------------------------------------------------------------------------------
     def run(self) -> dict:
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's business
         cfg = self.cfg
         inp = load_inputs(cfg)
         self.out = prepare_out_dir(cfg.out)
@@ -253,6 +270,13 @@ class Pipeline:
             self.progress.log(f"  {scheme}: cannot rewrite: {row['message']}")
             return row, []
         row["rewrite"] = rep.to_dict()
+        if rep.changed:
+            try:  # a rewrite whose graph TensorFlow cannot run is a scheme error, not a crash of the run
+                student(inp.calib.x[:2], training=False)
+            except Exception as e:
+                row.update(status="error", message=f"the rewritten model does not run: {_first_line(e)}")
+                self.progress.log(f"  {scheme}: {row['message']}")
+                return row, []
         if not rep.changed:
             reasons = sorted({str(r.get("reason")) for r in row["rewrite"].get("layers", []) if r.get("reason")})
             row.update(status="no-supported-layer",
@@ -262,8 +286,15 @@ class Pipeline:
         if cfg.finetune_epochs > 0 and inp.train is not None:
             from edge_lowrank.finetune import distill
 
-            hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs, batch_size=cfg.batch_size,
-                           verbose=False)
+            try:
+                hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs,
+                               batch_size=cfg.batch_size, verbose=False)
+            except EdgeLowrankError:
+                raise
+            except Exception as e:
+                row.update(status="error", message=f"fine-tuning failed: {_first_line(e)}")
+                self.progress.log(f"  {scheme}: {row['message']}")
+                return row, []
             row["finetune"] = _jsonable(hist)
         prof = profile_model(student)
         row["params"], row["macs"] = prof.params, prof.macs
@@ -283,6 +314,15 @@ class Pipeline:
         return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel))
 
     def _export(self, vid: str, scheme: str, precision: str, keras_rel: str):
+        try:
+            return self._export_files(vid, scheme, precision, keras_rel)
+        except Exception as e:  # the converter's and TF's failures: an error row for this variant, the run goes on
+            for f in (self.out / "tflite" / f"{vid}.tflite", self.out / "c" / f"{vid}.cc", self.out / "c" / f"{vid}.h"):
+                f.unlink(missing_ok=True)
+            return {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel, "tflite": None,
+                    "size_bytes": None, "error": _first_line(e)}, []
+
+    def _export_files(self, vid: str, scheme: str, precision: str, keras_rel: str):
         import converters
         from edge_lowrank.modelio import load_keras_model
 
@@ -323,7 +363,7 @@ class Pipeline:
 
     def _bench_stage(self, exports: dict) -> dict:
         params = self._bench_params()
-        inputs = {"models": {v: file_sha256(self.out / e["tflite"]) for v, e in exports.items()},
+        inputs = {"models": {v: file_sha256(self.out / e["tflite"]) for v, e in exports.items() if e.get("tflite")},
                   "params": dataclasses.asdict(params)}
         return self._stage("bench:host", inputs, lambda: self._bench(exports, params))
 
@@ -331,7 +371,7 @@ class Pipeline:
         from device_bench.bench import bench_models
         from device_bench.compare import compare  # not `device_bench.compare`: the submodule shadows the name
 
-        ids = list(exports)
+        ids = [v for v, e in exports.items() if e.get("tflite")]
         paths = [str(self.out / exports[v]["tflite"]) for v in ids]
         results = bench_models(paths, params, target="host", interleave=True)
         out = {}
@@ -379,7 +419,8 @@ class Pipeline:
             return out
         params = self._bench_params()
         params.num_runs, params.min_secs, params.warmup_min_secs = 1, 0.0, 0.0  # instruction counts are exact
-        targets = {v: e for v, e in exports.items() if e["precision"] in self.cfg.arm_precision_list()}
+        targets = {v: e for v, e in exports.items()
+                   if e["precision"] in self.cfg.arm_precision_list() and e.get("tflite")}
         self.progress.plan({f"arm:{p}:{v}": 2.0 for p in profiles for v in targets})
         for p in profiles:
             for v, e in targets.items():
