@@ -110,11 +110,11 @@ def _run_qemu(paths, params_list, profile: str, data) -> list[BenchResult]:
         from . import qemu
     except ImportError as e:
         raise BenchError(f"The qemu target is not available in this installation ({e}).") from None
+    if profile not in qemu.PROFILES:
+        raise BenchError(f"Invalid QEMU profile `{profile}`. Expected one of {sorted(qemu.PROFILES)}.")
     ok, reason = qemu.available()
     if not ok:
         raise BenchError(f"The qemu target is not available: {reason}")
-    if profile not in qemu.PROFILES:
-        raise BenchError(f"Invalid QEMU profile `{profile}`. Expected one of {sorted(qemu.PROFILES)}.")
     from .host import error_result
 
     out = []

@@ -123,5 +123,7 @@ def test_bad_parameters_and_targets_give_one_clear_error(models):
         bench_models([models["f32"]], fast_params(), target="gpu")
     with pytest.raises(ValueError, match="fashion-mnist"):
         bench_models([models["f32"]], fast_params(), data="cifar-10")
+    with pytest.raises(device_bench.BenchError, match="Invalid QEMU profile `no-such-cpu`"):
+        bench_models([models["f32"]], fast_params(), target="qemu:no-such-cpu")
     with pytest.raises(device_bench.BenchError, match="at least one"):
         bench_models([], fast_params())
