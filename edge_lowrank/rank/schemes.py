@@ -33,6 +33,8 @@ class LayerSpec:
     calls: tuple[tuple[tuple[int, int], tuple[int, int]], ...]
     use_bias: bool
     depthwise_shape: tuple[int, ...] | None = None
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"
 
     @property
     def is_pointwise(self) -> bool:
@@ -138,8 +140,12 @@ def cost(scheme: str, spec: LayerSpec, ranks: tuple[int, ...]) -> tuple[int, int
     elif scheme == "cp":
         (r,) = ranks
         params = cin * r + kh * r + kw * r + r * cout
+        sh = spec.strides[0]
         for (h, w), (ho, wo) in spec.calls:
-            macs += h * w * cin * r + ho * w * kh * r + ho * wo * (kw * r + r * cout)
+            # with strides the vertical depthwise runs at stride 1 on explicitly padded rows (see rewrite.blocks)
+            rows = ho if spec.strides == (1, 1) else (
+                h + (max((ho - 1) * sh + kh - h, 0) if spec.padding == "same" else 0) - kh + 1)
+            macs += h * w * cin * r + rows * w * kh * r + ho * wo * (kw * r + r * cout)
     elif scheme == "tucker2-spatial":
         r1, r2, r3 = ranks
         params = cin * r1 + kh * r1 * r3 + kw * r3 * r2 + r2 * cout

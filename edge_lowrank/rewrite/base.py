@@ -1,0 +1,380 @@
+"""`compress(model, policy)`: plan every layer, choose ranks, factorize, and clone the model with
+`keras.models.clone_model(..., clone_function=...)` so that the graph (branches, residual Adds, shared layers,
+nested models, inputs and outputs) stays as it was. The input model is never modified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+
+from edge_lowrank.errors import DataError, ModelError
+from edge_lowrank.rank import budget_energy, choose_rank, cost, full_ranks, original_cost
+from edge_lowrank.rank.schemes import LayerSpec
+from edge_lowrank.rewrite import graph as G
+from edge_lowrank.rewrite.blocks import build_block, run_scheme
+from edge_lowrank.rewrite.policy import CompressionPolicy
+from edge_lowrank.rewrite.report import LayerDecision, RewriteReport
+
+MAX_CALIB_IMAGES = 512
+MAX_RESPONSES = 40_000
+
+_SPATIAL_ONLY = ("spatial", "cp", "tucker2-spatial", "tucker2")
+
+
+@dataclasses.dataclass
+class _Plan:
+    site: G.Site
+    spec: LayerSpec | None = None
+    kernel: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    bn: object = None
+    reason: str | None = None
+    eigenvalues: np.ndarray | None = None
+    responses: np.ndarray | None = None
+    choice: object = None
+    factors: object = None
+    input_shape: tuple | None = None
+
+
+def _hw(shape):
+    return (int(shape[1] or 1), int(shape[2] or 1)) if len(shape) == 4 else (int(np.prod([d or 1 for d in shape[1:-1]])), 1)
+
+
+def _eligibility(layer, scheme: str) -> str | None:
+    """Why `layer` cannot take `scheme` (None when it can)."""
+    import keras
+
+    L = keras.layers
+    name = type(layer).__name__
+    if isinstance(layer, L.SeparableConv2D):
+        if scheme not in ("weight-svd", "channel"):
+            return f"SeparableConv2D: only its pointwise part is factorized, by weight-svd or channel"
+        return None
+    if isinstance(layer, L.DepthwiseConv2D):
+        return "DepthwiseConv2D: already one filter per channel, nothing to factorize"
+    if type(layer) is L.Conv2D:
+        cfg = layer.get_config()
+        if cfg.get("groups", 1) != 1:
+            return f"grouped convolution (groups={cfg['groups']}) is not supported"
+        if cfg.get("data_format") == "channels_first":
+            return "channels_first convolution is not supported"
+        k = tuple(layer.kernel.shape[:2])
+        if k == (1, 1) and scheme in _SPATIAL_ONLY:
+            return f"1x1 conv: {scheme} needs a spatial kernel (use weight-svd or channel for 1x1 convs)"
+        if scheme in ("spatial", "cp", "tucker2-spatial") and 1 in k:
+            return f"{k[0]}x{k[1]} kernel: {scheme} needs a kernel larger than 1 in both directions"
+        st = tuple(cfg["strides"])
+        if scheme == "cp" and st != (1, 1) and (st[0] != st[1] or layer.input.shape[1] is None
+                                                  or layer.input.shape[2] is None):
+            return (f"cp with strides {st} needs equal strides and a known input size "
+                    f"(TF depthwise convs take equal strides only)")
+        if scheme == "weight-svd" and k != (1, 1):
+            return f"{k[0]}x{k[1]} conv: weight-svd takes Dense and 1x1 convs (use channel or tucker2)"
+        return None
+    if type(layer) is L.Dense:
+        if scheme in _SPATIAL_ONLY:
+            return f"Dense: {scheme} is a conv scheme (use weight-svd, channel or output for Dense)"
+        if len(layer.kernel.shape) != 2:
+            return "Dense with a kernel that is not 2-D"
+        return None
+    if isinstance(layer, (L.Conv2D, L.Dense)):
+        return f"{name} is a subclass of a stock layer: not rewritten"
+    return "unsupported"
+
+
+def _spec_for(site: G.Site, kernel) -> tuple[LayerSpec, tuple]:
+    import keras
+
+    layer = site.layer
+    calls, shapes = [], []
+    for node in site.nodes:
+        i, o = tuple(node.input_tensors[0].shape), tuple(node.output_tensors[0].shape)
+        shapes.append(i[1:])
+        calls.append((_hw(i), _hw(o)))
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        kind, dws = "separable", tuple(layer.depthwise_kernel.shape)
+    else:
+        kind, dws = ("conv" if kernel.ndim == 4 else "dense"), None
+    use_bias = bool(getattr(layer, "use_bias", False))
+    cfg = layer.get_config()
+    strides = tuple(cfg.get("strides", (1, 1))) if kind == "conv" else (1, 1)
+    spec = LayerSpec(site.name, kind, tuple(kernel.shape), tuple(calls), use_bias, dws, strides,
+                     cfg.get("padding", "valid"))
+    same = all(s == shapes[0] for s in shapes)
+    input_shape = shapes[0] if same else tuple(None for _ in shapes[0][:-1]) + (shapes[0][-1],)
+    return spec, input_shape
+
+
+def _weights(layer):
+    import keras
+
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        kernel = layer.pointwise_kernel.numpy()
+    else:
+        kernel = layer.kernel.numpy()
+    bias = layer.bias.numpy() if getattr(layer, "use_bias", False) and layer.bias is not None else None
+    for w in layer.weights:
+        if not np.all(np.isfinite(w.numpy())):
+            raise ModelError(f"Layer '{layer.name}' holds NaN or Inf weights ({w.path}): the model is broken; "
+                             f"retrain or repair it before compressing.")
+    return kernel.astype(np.float64), None if bias is None else bias.astype(np.float64)
+
+
+def _collect_responses(plan: _Plan, feeders, calib, seed: int = 0):
+    """Linear outputs (bias in, activation out) of the layer on calibration inputs, sampled positions."""
+    import keras
+
+    x = G.layer_inputs(plan.site, feeders, calib)
+    w = plan.kernel.astype(np.float32)
+    b = np.zeros(w.shape[-1], np.float32) if plan.bias is None else plan.bias.astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if w.ndim == 2:
+        y = x.reshape(-1, w.shape[0]) @ w + b
+    else:
+        cfg = plan.site.layer.get_config()
+        lin = keras.layers.Conv2D(w.shape[3], w.shape[:2], strides=cfg["strides"], padding=cfg["padding"],
+                                  dilation_rate=cfg["dilation_rate"], dtype="float32")
+        lin.build((None,) + x.shape[1:])
+        lin.set_weights([w, b])
+        per = max(1, MAX_RESPONSES // len(x))
+        rows = []
+        for i in range(0, len(x), 64):
+            out = np.asarray(lin(x[i:i + 64])).reshape(len(x[i:i + 64]), -1, w.shape[3])
+            pick = rng.choice(out.shape[1], size=min(per, out.shape[1]), replace=False)
+            rows.append(out[:, pick].reshape(-1, w.shape[3]))
+        y = np.concatenate(rows)
+    if len(y) > MAX_RESPONSES:
+        y = y[rng.choice(len(y), MAX_RESPONSES, replace=False)]
+    return y.astype(np.float64)
+
+
+def _check_calib(model, policy):
+    if policy.scheme != "output":
+        return None
+    if policy.calib_data is None:
+        raise DataError("The `output` scheme fits each layer to its responses on real data: it needs "
+                        "calibration inputs (`calib_data`; on the command line --calib-data DATA).")
+    x = np.asarray(policy.calib_data, np.float32)
+    want = tuple(model.inputs[0].shape[1:])
+    if x.ndim == len(want) and want[-1] == 1 and x.shape[1:] == want[:-1]:
+        x = x[..., None]
+    if tuple(x.shape[1:]) != want or len(x) < 2:
+        raise DataError(f"Calibration data of shape {x.shape} does not fit the model's input {want} "
+                        f"(need at least 2 images).")
+    if not np.all(np.isfinite(x)):
+        raise DataError("Calibration data holds NaN or Inf.")
+    return x[:MAX_CALIB_IMAGES]
+
+
+def _wanted(site: G.Site, policy) -> bool:
+    return policy.layers is None or site.name in policy.layers or site.layer.name in policy.layers
+
+
+def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = False):
+    """Rewrite `model`'s Conv2D/Dense layers (and SeparableConv2D pointwise parts) with `policy.scheme`.
+
+    Args:
+        model: a Sequential or Functional Keras 3 model (nested models allowed).
+        policy: a `CompressionPolicy` (default: tucker2 at energy 0.9).
+        verbose: print one line per layer as it is factorized (CP can take seconds per layer).
+
+    Returns:
+        (new_model, RewriteReport). The new model holds only stock Keras layers.
+
+    Raises:
+        ModelError: not a Keras model, a subclassed model, NaN/Inf weights, or a rank above every layer's
+            full rank.
+        DataError: the `output` scheme without (fitting) calibration data.
+
+    Example:
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((8, 8, 16)), keras.layers.Conv2D(32, 3)])
+        >>> new, rep = compress(m, CompressionPolicy("tucker2", rank=8))
+        >>> rep.changed
+        True
+    """
+    import keras
+
+    from edge_lowrank.profile import profile_model
+
+    policy = policy or CompressionPolicy()
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"compress() takes a Keras model. Received: {type(model).__name__}.")
+    start = time.monotonic()
+    calib = _check_calib(model, policy)
+    scheme = policy.scheme
+    feeders, plans, folded_bn, layer_models = {}, [], {}, {}
+    seen = set()
+    for m, prefix, feeder in G.walk(model):
+        if feeder is not None:
+            feeders[id(m)] = feeder
+        pairs = G.foldable_batchnorm(m) if policy.fold_batchnorm else {}
+        for site in G.sites(m, prefix):
+            if id(site.layer) in seen:
+                continue
+            seen.add(id(site.layer))
+            reason = _eligibility(site.layer, scheme)
+            if reason == "unsupported":
+                continue
+            plan = _Plan(site)
+            plans.append(plan)
+            if reason is None and not _wanted(site, policy):
+                reason = "not among the layers asked for"
+            if reason is None and not site.nodes:
+                reason = "not called in the model's graph"
+            if reason is None and scheme == "output" and site.nodes and feeders.get(id(m)) is None and m is not model:
+                reason = "output scheme: cannot trace calibration data into this nested model"
+            plan.reason = reason
+            if reason is not None:
+                continue
+            plan.kernel, plan.bias = _weights(site.layer)
+            if id(site.layer) in pairs:
+                plan.bn = pairs[id(site.layer)]
+                plan.kernel, plan.bias = G.fold_batchnorm(plan.kernel, plan.bias, plan.bn)
+            plan.spec, plan.input_shape = _spec_for(site, plan.kernel)
+            if plan.bias is not None and not plan.spec.use_bias:
+                plan.spec = dataclasses.replace(plan.spec, use_bias=True)
+    live = [p for p in plans if p.reason is None]
+    if scheme == "output":
+        for p in live:
+            p.responses = _collect_responses(p, feeders, calib)
+            from edge_lowrank.factorize.output import response_stats
+
+            p.eigenvalues = response_stats(p.responses)[1]
+    _choose_ranks(model, policy, plans, live)
+    for p in live:
+        if p.reason is not None:
+            continue
+        if verbose:
+            print(f"  {p.site.name}: {scheme} at ranks {p.choice.rank} ...", flush=True)
+        t0 = time.monotonic()
+        p.factors = run_scheme(scheme, p.spec.kind, p.kernel, p.choice.rank, p.bias, responses=p.responses,
+                               cp_n_iter_max=policy.cp_n_iter_max, cp_time_budget_s=policy.cp_time_budget_s)
+        if verbose:
+            print(f"  {p.site.name}: done in {time.monotonic() - t0:.1f} s, relative error "
+                  f"{p.factors.relative_error:.4f}", flush=True)
+    new_model = _clone(model, plans)
+    decisions = _decisions(plans, scheme)
+    before, after = profile_model(model), profile_model(new_model)
+    report = RewriteReport(scheme, policy.describe(), tuple(decisions), before.params, after.params, before.macs,
+                           after.macs, time.monotonic() - start)
+    if not report.changed:
+        warnings.warn(f"compress: no layer was rewritten with {scheme} ({policy.describe()}); "
+                      f"the report says why for each layer.", stacklevel=2)
+    return new_model, report
+
+
+def _choose_ranks(model, policy, plans, live):
+    scheme, rule = policy.scheme, policy.rule
+    if rule:
+        if "rank" in rule:
+            fulls = [max(full_ranks(scheme, p.spec)) for p in live]
+            if fulls and rule["rank"] > max(fulls):
+                raise ModelError(f"Invalid value for argument `rank`. It is above the full rank of every layer "
+                                 f"the {scheme} scheme can take (the largest is {max(fulls)}). "
+                                 f"Received: rank={rule['rank']}.")
+        for p in live:
+            p.choice = choose_rank(scheme, p.spec, p.kernel, multiple=policy.rank_multiple,
+                                   eigenvalues=p.eigenvalues, **rule)
+    else:
+        from edge_lowrank.profile import profile_model
+
+        metric = "macs" if policy.target_mac_ratio is not None else "params"
+        ratio = policy.target_mac_ratio if metric == "macs" else policy.target_param_ratio
+        prof = profile_model(model)
+        total = prof.macs if metric == "macs" else prof.params
+        idx = 1 if metric == "macs" else 0
+        cand = sum(original_cost(p.spec)[idx] for p in live)
+        bn_params = sum(int(sum(np.prod(w.shape) for w in p.bn.weights)) for p in live if p.bn is not None)
+        fixed = total - cand - (bn_params if metric == "params" else 0)
+        energy, ranks = budget_energy([(scheme, p.spec, p.kernel, p.eigenvalues) for p in live], ratio,
+                                      fixed_cost=fixed, metric=metric, multiple=policy.rank_multiple)
+        for p, rs in zip(live, ranks):
+            p.choice = choose_rank(scheme, p.spec, p.kernel, rank=1, multiple=1)  # cost fields, replaced below
+            p0, m0 = original_cost(p.spec)
+            p1, m1 = cost(scheme, p.spec, rs)
+            p.choice = dataclasses.replace(p.choice, rank=rs, kept_energy=energy, param_ratio=p1 / p0,
+                                           mac_ratio=m1 / m0 if m0 else 1.0)
+    for p in live:
+        full = full_ranks(scheme, p.spec)
+        c = p.choice
+        if rule.get("rank") is not None and all(r >= f for r, f in zip(c.rank, full)) and len(full) == 1:
+            p.reason = f"rank {rule['rank']} is not below full rank {full[0]}: nothing to factorize"
+        elif policy.skip_unprofitable and c.param_ratio >= 1.0 and c.mac_ratio >= 1.0:
+            p.reason = (f"ranks {'x'.join(map(str, c.rank))} would not shrink it "
+                        f"({c.param_ratio:.2f}x parameters, {c.mac_ratio:.2f}x MACs)")
+            if rule.get("rank") is not None or rule.get("fraction") is not None:
+                warnings.warn(f"Layer '{p.site.name}': {p.reason}; kept as it is.", stacklevel=3)
+
+
+def _clone(model, plans):
+    import keras
+
+    by_id = {id(p.site.layer): p for p in plans}
+    bn_skip = {id(p.bn) for p in plans if p.bn is not None and p.reason is None}
+    copies = []
+    built, replaced = {}, set()
+
+    def clone_fn(layer):
+        if id(layer) in built:
+            return built[id(layer)]
+        p = by_id.get(id(layer))
+        if isinstance(layer, keras.Model):
+            new = rewrite_model(layer)
+        elif p is not None and p.reason is None:
+            dk = layer.depthwise_kernel.numpy() if isinstance(layer, keras.layers.SeparableConv2D) else None
+            new = build_block(layer, p.factors, p.input_shape, dk)
+        elif id(layer) in bn_skip:
+            new = keras.layers.Identity(name=layer.name)
+        else:
+            new = layer.__class__.from_config(layer.get_config())
+            copies.append((layer, new))
+        if not copies or copies[-1][1] is not new:
+            replaced.add(id(new))
+        built[id(layer)] = new
+        return new
+
+    def rewrite_model(m):
+        G.functional_of(m)  # raises a clear error for subclassed or unbuilt models
+        if isinstance(m, keras.Sequential):  # layers are listed, not called: no call options to drop
+            return keras.models.clone_model(m, clone_function=clone_fn)
+        return keras.models.clone_model(m, clone_function=clone_fn, call_function=call_fn)
+
+    def call_fn(layer, *args, **kwargs):
+        if id(layer) in replaced:  # a folded BN's Identity or a factor block: drop unset call options (mask)
+            kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        return layer(*args, **kwargs)
+
+    new_model = rewrite_model(model)
+    for old, new in copies:
+        if old.weights:
+            new.set_weights(old.get_weights())
+    return new_model
+
+
+def _decisions(plans, scheme):
+    rows = []
+    for p in plans:
+        layer = p.site.layer
+        pb = int(sum(np.prod(w.shape) for w in layer.weights))
+        from edge_lowrank.profile import layer_macs
+
+        mb = layer_macs(layer)
+        if p.reason is not None or p.factors is None:
+            rows.append(LayerDecision(p.site.name, type(layer).__name__, scheme, "kept", p.reason or "not chosen",
+                                      None, pb, pb, mb, mb, None))
+            continue
+        p1, m1 = cost(scheme, p.spec, p.choice.rank)
+        rows.append(LayerDecision(p.site.name, type(layer).__name__, scheme, "factorized", None,
+                                  tuple(int(r) for r in p.choice.rank), pb, p1, mb, m1,
+                                  float(p.factors.relative_error), p.choice.kept_energy,
+                                  getattr(p.factors, "response_error", None)))
+        if p.bn is not None:
+            nb = int(sum(np.prod(w.shape) for w in p.bn.weights))
+            rows.append(LayerDecision(p.site.prefix + p.bn.name, "BatchNormalization", scheme, "folded",
+                                      f"folded into '{layer.name}'", None, nb, 0, 0, 0, None))
+    return rows
