@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -106,7 +107,9 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
         for i in range(len(calib)):
             yield [calib[i:i + 1]]
 
-    with quiet_fds(1, 2) as log:
+    with quiet_fds(1, 2) as log, warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": int8 I/O gets its scale from calibration.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
             converter = tf.lite.TFLiteConverter.from_keras_model(static)
             ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

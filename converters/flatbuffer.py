@@ -34,9 +34,12 @@ def read_model(tflite):
     """Unpack the flatbuffer into the schema's object API (`ModelT`)."""
     data = check_tflite_bytes(tflite)
     try:
-        return _schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+        model = _schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as e:  # a truncated or corrupt buffer fails deep in flatbuffers
         raise ModelError(f"Corrupt TFLite model ({type(e).__name__}: {str(e)[:120]}).") from None
+    if not model.subgraphs or model.subgraphs[0].inputs is None or model.subgraphs[0].tensors is None:
+        raise ModelError("Corrupt TFLite model: it has no subgraph with inputs and tensors.")
+    return model
 
 
 def pack_model(model_t) -> bytes:

@@ -89,7 +89,7 @@ def run(args) -> int:
     from converters.convert import to_tflite
     from converters.fidelity import check_fidelity
     from converters.metadata import read_metadata
-    from converters.tflm import tflm_check
+    from converters.tflm import TflmError, tflm_check
     from edge_lowrank.data import load_dataset
     from edge_lowrank.errors import DataError
     from edge_lowrank.fileio import atomic_write_bytes, atomic_write_text
@@ -132,7 +132,10 @@ def run(args) -> int:
 
     tflm, sources = None, None
     if c_path is not None:
-        tflm = tflm_check(flat)
+        try:
+            tflm = tflm_check(flat)
+        except TflmError as e:
+            raise TflmError(f"{e} (for microcontrollers convert with --mode int8)") from None
         name = _array_name(args, c_path)
         h_path = c_path.with_suffix(".h")
         sources = c_array(flat, name, arena_size=tflm.arena_size, header_name=h_path.name)
