@@ -137,8 +137,11 @@ def to_markdown(results: list[BenchResult], comparison: list[dict] | None = None
 def write_text(path, text: str) -> Path:
     """Write atomically: a temporary file in the same folder renamed onto `path` (no half-written output)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise BenchError(f"Cannot write {path}: {e.strerror or e}.") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

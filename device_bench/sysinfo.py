@@ -30,21 +30,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def rss_mb() -> float | None:
-    """Current resident set size (VmRSS) in MB, or None where /proc is missing."""
+def _status_mb(field: str) -> float | None:
     try:
         with open("/proc/self/status", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return None
 
 
+def rss_mb() -> float | None:
+    """Current resident set size (VmRSS) in MiB, or None where /proc is missing."""
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far in MB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident set size of this process so far in MiB.
+
+    VmHWM first: `ru_maxrss` survives fork + exec on Linux, so a worker would report its parent's peak.
+    """
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 

@@ -127,3 +127,14 @@ def test_bad_parameters_and_targets_give_one_clear_error(models):
         bench_models([models["f32"]], fast_params(), target="qemu:no-such-cpu")
     with pytest.raises(device_bench.BenchError, match="at least one"):
         bench_models([], fast_params())
+
+
+def test_worker_peak_rss_is_its_own_not_the_parents(models):
+    """ru_maxrss survives fork + exec on Linux: the worker must not report the parent's peak."""
+    from device_bench.sysinfo import rss_mb
+
+    ballast = np.ones(300 * 2 ** 20 // 8)  # 300 MiB touched in the parent
+    (r,) = bench_models([models["int8"]], fast_params())
+    assert rss_mb() > 300 and r.peak_rss_mb < 250
+    assert r.peak_rss_mb >= r.rss_after_init_mb > 0
+    del ballast
