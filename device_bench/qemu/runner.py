@@ -141,9 +141,12 @@ def run_qemu(model_path, profile: str, params: BenchParams | None = None, data=N
     if not params.xnnpack:
         raise QemuRunError("The QEMU target measures XNNPACK's kernels; `xnnpack=False` is not supported there.")
 
+    num_threads = params.num_threads or 1
+    if num_threads != 1:  # the plugin's counters are shared by all guest threads: counts need one thread
+        raise QemuRunError(f"Invalid value for argument `num_threads`. The QEMU target counts the instructions "
+                           f"of one thread. Received: num_threads={num_threads}.")
     probe = make_interpreter(model_path, num_threads=1, xnnpack=False)
     inputs = _inputs_for(probe.get_input_details(), data)
-    num_threads = params.num_threads or 1
 
     with tempfile.TemporaryDirectory(prefix="edge-lowrank-qemu.") as tmp:
         tmp = Path(tmp)
