@@ -84,7 +84,7 @@ def _als(w: np.ndarray, rank: int, n_iter_max: int, time_budget_s, random_state)
     weights, factors = cpt
     factors = [np.asarray(f, np.float64) for f in factors]
     factors[0] = factors[0] * np.asarray(weights, np.float64)[None]
-    return factors, count[0]
+    return factors, max(count[0] - 1, 0)  # the callback also runs once after the init
 
 
 def cp(kernel, rank: int, bias=None, *, n_iter_max: int = 100, time_budget_s: float | None = None,

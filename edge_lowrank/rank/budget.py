@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from edge_lowrank.rank import schemes as _schemes
-from edge_lowrank.rank.select import energy_rank, round_rank
+from edge_lowrank.rank.select import RankError, energy_rank, round_rank
 
 
 def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs", multiple: int = 8,
@@ -30,7 +30,7 @@ def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs"
         (energy, ranks per layer). Warns when even the smallest ranks do not meet the budget.
     """
     if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"Invalid value for the target ratio. Expected a float in (0, 1]. Received: {ratio}.")
+        raise RankError(f"Invalid value for the target ratio. Expected a float in (0, 1]. Received: {ratio}.")
     idx = 1 if metric == "macs" else 0
     prepared = []
     for scheme, spec, kernel, eigs in layers:

@@ -12,8 +12,13 @@ import math
 
 import numpy as np
 
+from edge_lowrank.errors import EdgeLowrankError
 from edge_lowrank.rank import schemes as _schemes
 from edge_lowrank.rank.vbmf import evbmf_rank
+
+
+class RankError(EdgeLowrankError, ValueError):
+    """A rank rule that cannot be applied (out of range, several rules at once)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +43,7 @@ def round_rank(r: int, full: int, multiple: int = 8) -> int:
         (16, 64, 4, 5)
     """
     if multiple < 1:
-        raise ValueError(f"Invalid value for argument `rank_multiple`. Expected an int >= 1. "
+        raise RankError(f"Invalid value for argument `rank_multiple`. Expected an int >= 1. "
                          f"Received: rank_multiple={multiple}.")
     r = max(int(r), 1)
     return int(min(full, max(multiple, math.ceil(r / multiple) * multiple)))
@@ -52,7 +57,7 @@ def energy_rank(squared_spectrum, energy: float) -> int:
         2
     """
     if not 0.0 < energy <= 1.0:
-        raise ValueError(f"Invalid value for argument `energy`. Expected a float in (0, 1]. Received: energy={energy}.")
+        raise RankError(f"Invalid value for argument `energy`. Expected a float in (0, 1]. Received: energy={energy}.")
     s = np.sort(np.asarray(squared_spectrum, np.float64))[::-1]
     total = float(s.sum())
     if total <= 0:
@@ -70,12 +75,12 @@ def kept_energy(squared_spectrum, r: int) -> float:
 def check_policy_numbers(rank=None, fraction=None, energy=None, where: str = "") -> None:
     """Reject out-of-range values early with the argument named (the Keras message form)."""
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank <= 0):
-        raise ValueError(f"Invalid value for argument `rank`. Expected a positive int. Received: rank={rank!r}{where}.")
+        raise RankError(f"Invalid value for argument `rank`. Expected a positive int. Received: rank={rank!r}{where}.")
     if fraction is not None and not 0.0 < fraction <= 1.0:
-        raise ValueError(f"Invalid value for argument `rank_fraction`. Expected a float in (0, 1]. "
+        raise RankError(f"Invalid value for argument `rank_fraction`. Expected a float in (0, 1]. "
                          f"Received: rank_fraction={fraction}{where}.")
     if energy is not None and not 0.0 < energy <= 1.0:
-        raise ValueError(f"Invalid value for argument `energy`. Expected a float in (0, 1]. "
+        raise RankError(f"Invalid value for argument `energy`. Expected a float in (0, 1]. "
                          f"Received: energy={energy}{where}.")
 
 
@@ -100,7 +105,7 @@ def choose_rank(scheme: str, spec: "_schemes.LayerSpec", kernel, *, rank: int | 
     """
     given = [x is not None for x in (rank, fraction, energy)] + [bool(vbmf)]
     if sum(given) != 1:
-        raise ValueError("Give exactly one of `rank`, `rank_fraction`, `energy`, `vbmf` "
+        raise RankError("Give exactly one of `rank`, `rank_fraction`, `energy`, `vbmf` "
                          f"(received {sum(given)}).")
     check_policy_numbers(rank, fraction, energy, f" for layer '{spec.name}'")
     full = _schemes.full_ranks(scheme, spec)

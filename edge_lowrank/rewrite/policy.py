@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from edge_lowrank.rank.schemes import SCHEMES
-from edge_lowrank.rank.select import check_policy_numbers
+from edge_lowrank.rank.select import RankError, check_policy_numbers
 
 DEFAULT_ENERGY = 0.9
 
@@ -45,23 +45,23 @@ class CompressionPolicy:
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
-            raise ValueError(f"Invalid value for argument `scheme`. Expected one of {', '.join(SCHEMES)}. "
+            raise RankError(f"Invalid value for argument `scheme`. Expected one of {', '.join(SCHEMES)}. "
                              f"Received: scheme={self.scheme!r}.")
         rules = {"rank": self.rank, "rank_fraction": self.rank_fraction, "energy": self.energy,
                  "vbmf": self.vbmf or None, "target_mac_ratio": self.target_mac_ratio,
                  "target_param_ratio": self.target_param_ratio}
         given = [k for k, v in rules.items() if v is not None]
         if len(given) > 1:
-            raise ValueError(f"Give one rank rule, not several. Received: {', '.join(given)}.")
+            raise RankError(f"Give one rank rule, not several. Received: {', '.join(given)}.")
         check_policy_numbers(self.rank, self.rank_fraction, self.energy)
         for name in ("target_mac_ratio", "target_param_ratio"):
             v = getattr(self, name)
             if v is not None and not 0.0 < v <= 1.0:
-                raise ValueError(f"Invalid value for argument `{name}`. Expected a float in (0, 1]. "
+                raise RankError(f"Invalid value for argument `{name}`. Expected a float in (0, 1]. "
                                  f"Received: {name}={v}.")
         if isinstance(self.rank_multiple, bool) or not isinstance(self.rank_multiple, (int, np.integer)) \
                 or self.rank_multiple < 1:
-            raise ValueError(f"Invalid value for argument `rank_multiple`. Expected an int >= 1. "
+            raise RankError(f"Invalid value for argument `rank_multiple`. Expected an int >= 1. "
                              f"Received: rank_multiple={self.rank_multiple!r}.")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))

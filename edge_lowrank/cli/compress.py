@@ -1,0 +1,101 @@
+"""`edge-lowrank compress MODEL.keras --scheme S (--rank N | --rank-fraction F | --energy E | --vbmf |
+--target-mac-ratio R | --target-param-ratio R) [-o OUT.keras] [--json FILE] [--finetune-epochs N ...]`.
+
+Prints the per-layer table (ranks, parameters and MACs before/after, relative error, kept layers and why),
+writes the rewritten model atomically, optionally distils it from the original first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial")
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="a .keras (or .h5) model file")
+    parser.add_argument("--scheme", required=True, choices=SCHEMES, help="the low-rank scheme")
+    rule = parser.add_mutually_exclusive_group()
+    rule.add_argument("--rank", type=int, help="the same rank for every layer (capped at each layer's full rank)")
+    rule.add_argument("--rank-fraction", type=float, help="a fraction of each layer's full rank, in (0, 1]")
+    rule.add_argument("--energy", type=float, help="share of squared singular values kept, in (0, 1] "
+                                                   "(the default, 0.9, when no rule is given)")
+    rule.add_argument("--vbmf", action="store_true", help="ranks from analytic empirical VBMF")
+    rule.add_argument("--target-mac-ratio", type=float, help="global budget: model MACs <= R x original")
+    rule.add_argument("--target-param-ratio", type=float, help="global budget: parameters <= R x original")
+    parser.add_argument("--rank-multiple", type=int, default=8,
+                        help="round ranks up to a multiple of this (default 8; 1 turns rounding off)")
+    parser.add_argument("--no-fold-batchnorm", action="store_true", help="keep BatchNormalization layers")
+    parser.add_argument("--layers", default=None, help="comma-separated layer names to consider (default: all)")
+    parser.add_argument("--calib-data", default=None,
+                        help="inputs for the output scheme: fashion-mnist[:calib|train|test] or an .npz")
+    parser.add_argument("--calib-samples", type=int, default=512, help="calibration images used (default 512)")
+    parser.add_argument("--cp-time-budget", type=float, default=30.0,
+                        help="seconds of ALS per layer for cp (default 30)")
+    parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of distillation (default 0)")
+    parser.add_argument("--finetune-data", default="fashion-mnist:train",
+                        help="labelled training data for distillation (default fashion-mnist:train)")
+    parser.add_argument("--finetune-samples", type=int, default=None, help="training images used (default all)")
+    parser.add_argument("--val-data", default=None, help="labelled data to score top-1 before/after fine-tuning")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("-o", "--output", default=None, help="where to write the rewritten .keras model")
+    parser.add_argument("--json", default=None, help="also write the report as JSON to this file")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-layer progress lines")
+
+
+def run(args) -> int:
+    import json
+    import warnings
+
+    from edge_lowrank.errors import ModelError
+    from edge_lowrank.fileio import atomic_path, atomic_write_text
+    from edge_lowrank.modelio import load_keras_model
+
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix != ".keras":
+        raise ModelError(f"Invalid value for -o/--output. Expected a path ending in .keras. Received: {out}.")
+    if args.finetune_epochs < 0:
+        raise ModelError(f"Invalid value for --finetune-epochs. Expected an int >= 0. "
+                         f"Received: {args.finetune_epochs}.")
+    model = load_keras_model(args.model)
+    from edge_lowrank.data import load_dataset
+    from edge_lowrank.rewrite import CompressionPolicy, compress
+
+    calib = None
+    if args.calib_data:
+        calib = load_dataset(args.calib_data, default_split="calib").take(args.calib_samples).x
+    policy = CompressionPolicy(
+        scheme=args.scheme, rank=args.rank, rank_fraction=args.rank_fraction, energy=args.energy,
+        vbmf=args.vbmf, target_mac_ratio=args.target_mac_ratio, target_param_ratio=args.target_param_ratio,
+        rank_multiple=args.rank_multiple, fold_batchnorm=not args.no_fold_batchnorm, calib_data=calib,
+        layers=tuple(s.strip() for s in args.layers.split(",")) if args.layers else None,
+        cp_time_budget_s=args.cp_time_budget)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the report says the same, per layer
+        new_model, report = compress(model, policy, verbose=not args.quiet)
+    print(report.render())
+    if not report.changed:
+        reasons = sorted({d.reason for d in report.layers if d.reason})
+        raise ModelError(f"No layer of {args.model} was rewritten with {args.scheme}"
+                         + (f": {'; '.join(reasons)[:300]}" if reasons else " (no Conv2D or Dense layer)")
+                         + ". Nothing written.")
+    data = report.to_dict()
+    if args.finetune_epochs > 0:
+        from edge_lowrank.finetune import distill
+
+        train = load_dataset(args.finetune_data, default_split="train").take(args.finetune_samples)
+        val = load_dataset(args.val_data, default_split="test") if args.val_data else None
+        hist = distill(new_model, model, train, epochs=args.finetune_epochs, batch_size=args.batch_size,
+                       val=val, verbose=not args.quiet)
+        data["finetune"] = hist
+        if val is not None:
+            print(f"top-1 on {val.name}: original {hist['teacher_val_top1'] * 100:.2f}%, rewritten "
+                  f"{hist['val_top1_before'] * 100:.2f}% before fine-tuning, {hist['val_top1_after'] * 100:.2f}% after")
+    if out is not None:
+        with atomic_path(out, suffix=".keras") as tmp:
+            new_model.save(tmp)
+        print(f"wrote {out}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(data, indent=2))
+        print(f"wrote {args.json}")
+    return 0

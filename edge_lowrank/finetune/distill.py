@@ -1,0 +1,103 @@
+"""Knowledge distillation: fine-tune a compressed model (student) towards the original (teacher).
+
+Loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T)) (Hinton et
+al. 2015). The sample models end in a softmax, so logits are taken as log(probabilities) (a softmax of
+log p / T is p^(1/T) renormalised, the same tempered distribution). Teacher outputs are computed once, then the
+student trains with Keras `fit` (its progress bar shows the progress).
+
+References:
+    Hinton, Vinyals, Dean 2015, "Distilling the Knowledge in a Neural Network".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_lowrank.errors import DataError, EdgeLowrankError
+
+_EPS = 1e-7
+
+
+class DistillError(EdgeLowrankError, ValueError):
+    """Distillation settings out of range."""
+
+
+def _is_probabilities(p: np.ndarray) -> bool:
+    return bool(np.all(p >= -1e-6) and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def _check(student, teacher, data, what: str):
+    if data is None:
+        return
+    if data.y is None:
+        raise DataError(f"{what} data {data.name} has no labels `y`: distillation needs them.")
+    want = tuple(student.inputs[0].shape[1:])
+    if tuple(data.x.shape[1:]) != want:
+        raise DataError(f"{what} data {data.name} has images of shape {data.x.shape[1:]}, the model wants {want}.")
+    n_out = int(teacher.outputs[0].shape[-1])
+    if data.y.min() < 0 or data.y.max() >= n_out:
+        raise DataError(f"{what} data {data.name} has labels outside [0, {n_out}).")
+
+
+def top1(model, data, batch_size: int = 256) -> float:
+    pred = model.predict(data.x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(pred, axis=-1) == data.y))
+
+
+def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, temperature: float = 4.0,
+            alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = 5e-4,
+            seed: int = 0) -> dict:
+    """Fine-tune `student` in place on `train` (a labelled `Dataset`) with soft targets from `teacher`.
+
+    Args:
+        student: the compressed model (trained in place). teacher: the original (left as it is).
+        train, val: `edge_lowrank.data.Dataset` with labels; `val` scores top-1 before and after.
+        epochs, batch_size, learning_rate: the Adam run. temperature, alpha: the loss above.
+        verbose: Keras' progress bar per epoch.
+
+    Returns:
+        {"loss": [...per epoch], "epochs", "samples", "temperature", "alpha", and with `val`:
+        "val_top1_before", "val_top1_after", "teacher_val_top1"}.
+
+    Raises:
+        DataError: missing labels, images of the wrong shape, labels out of range.
+    """
+    import keras
+    from keras import ops
+
+    if epochs < 0 or batch_size < 1 or temperature <= 0 or not 0.0 <= alpha <= 1.0:
+        raise DistillError(f"Invalid distillation settings: epochs={epochs} (>= 0), batch_size={batch_size} (>= 1), "
+                         f"temperature={temperature} (> 0), alpha={alpha} (in [0, 1]).")
+    _check(student, teacher, train, "Training")
+    _check(student, teacher, val, "Validation")
+    keras.utils.set_random_seed(seed)
+    t_out = teacher.predict(train.x, batch_size=max(batch_size, 256), verbose=0)
+    probs = _is_probabilities(t_out)
+    t_logits = np.log(np.clip(t_out, _EPS, 1.0)) if probs else t_out
+    n_cls = t_out.shape[-1]
+    targets = np.concatenate([np.eye(n_cls, dtype=np.float32)[train.y], t_logits.astype(np.float32)], axis=-1)
+    T = float(temperature)
+
+    def loss(y_true, y_pred):
+        onehot, zt = y_true[:, :n_cls], y_true[:, n_cls:]
+        zs = ops.log(ops.clip(y_pred, _EPS, 1.0)) if probs else y_pred
+        ce = -ops.sum(onehot * ops.log_softmax(zs, axis=-1), axis=-1)
+        pt = ops.softmax(zt / T, axis=-1)
+        kl = ops.sum(pt * (ops.log_softmax(zt / T, axis=-1) - ops.log_softmax(zs / T, axis=-1)), axis=-1)
+        return alpha * ce + (1.0 - alpha) * T * T * kl
+
+    out = {"epochs": epochs, "samples": len(train), "temperature": T, "alpha": alpha, "loss": []}
+    if val is not None:
+        out["teacher_val_top1"] = top1(teacher, val)
+        out["val_top1_before"] = top1(student, val)
+    if epochs > 0:
+        student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        hist = student.fit(train.x, targets, epochs=epochs, batch_size=batch_size, shuffle=True,
+                           verbose=1 if verbose else 0)
+        out["loss"] = [float(v) for v in hist.history["loss"]]
+        # leave a stock compile state so the saved .keras file loads anywhere (no custom loss inside)
+        student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
+                        if probs else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if val is not None:
+        out["val_top1_after"] = top1(student, val)
+    return out
