@@ -33,7 +33,11 @@ class WorkerError(Exception):
 
 
 class Worker:
-    """One child process `python -m device_bench._worker` speaking JSON lines, with a wall-clock budget."""
+    """One child process `python -m device_bench._worker` speaking JSON lines, with a wall-clock budget.
+
+    The budget (`timeout_s`) counts only the time spent waiting for THIS child's replies, so in interleaved
+    runs a child is not charged for the rounds of the other models.
+    """
 
     def __init__(self, timeout_s: float, stderr_dir: str):
         env = dict(os.environ)
@@ -42,8 +46,8 @@ class Worker:
         self._stderr = tempfile.TemporaryFile(dir=stderr_dir)
         self.proc = subprocess.Popen([sys.executable, "-m", "device_bench._worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=stderr_dir)
-        self.deadline = time.monotonic() + timeout_s
         self.timeout_s = timeout_s
+        self.used_s = 0.0  # time spent on this child's requests; waiting for other models' rounds is free
         self._buf = b""
 
     def request(self, **req) -> dict:
@@ -54,17 +58,22 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise WorkerError(self._death()) from None
         fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                raise WorkerError(f"timed out after {self.timeout_s:g} s (child killed)")
-            ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
-            if ready:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    raise WorkerError(self._death())
-                self._buf += chunk
+        start = time.monotonic()
+        deadline = start + self.timeout_s - self.used_s
+        try:
+            while b"\n" not in self._buf:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    raise WorkerError(f"timed out after {self.timeout_s:g} s (child killed)")
+                ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+                if ready:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        raise WorkerError(self._death())
+                    self._buf += chunk
+        finally:
+            self.used_s += time.monotonic() - start
         line, self._buf = self._buf.split(b"\n", 1)
         reply = json.loads(line)
         if not reply.get("ok"):

@@ -37,3 +37,10 @@ def test_hung_child_is_killed_at_timeout(models):
     assert "timed out after 3 s" in slow.error
     assert ok.error is None
     assert time.perf_counter() - t0 < 30
+
+
+def test_timeout_counts_only_a_childs_own_work(models):
+    """Interleaved: each child works ~2 s of a 3.5 s budget while the other child's rounds take ~2 s more."""
+    p = fast_params(num_runs=4, rounds=4, min_secs=2.0, timeout_s=3.5)
+    a, b = bench_models([models["int8"], models["f32"]], p)
+    assert a.error is None and b.error is None, (a.error, b.error)
