@@ -44,3 +44,24 @@ def test_timeout_counts_only_a_childs_own_work(models):
     p = fast_params(num_runs=4, rounds=4, min_secs=2.0, timeout_s=3.5)
     a, b = bench_models([models["int8"], models["f32"]], p)
     assert a.error is None and b.error is None, (a.error, b.error)
+
+
+def test_a_child_killed_by_a_signal_is_reported(models, tmp_path):
+    """A native crash kills the child with a signal: the parent names it instead of hanging or dying."""
+    import dataclasses
+    import os
+    import signal
+
+    import pytest
+
+    from device_bench.host import Worker, WorkerError
+
+    w = Worker(60.0, str(tmp_path))
+    try:
+        w.request(cmd="load", path=str(models["int8"]), params=dataclasses.asdict(fast_params()), inputs=None)
+        os.kill(w.proc.pid, signal.SIGSEGV)
+        with pytest.raises(WorkerError, match="worker crashed \\(killed by SIGSEGV\\)"):
+            w.request(cmd="warmup")
+    finally:
+        w.kill()
+        w.close()
