@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + _RENAMED.get(f.name, f.name).replace("_", "-")
         kind = int if f.name in ("num_runs", "warmup_runs", "num_threads", "rounds") else float
-        group.add_argument(flag, dest=f.name, type=kind, default=f.default,
+        group.add_argument(flag, dest=f.name, type=kind, default=f.default, metavar="N" if kind is int else "SECONDS",
                            help=f"{f.metadata.get('help', '')} (default: {f.default})")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a job file sent by the ssh target
 

@@ -1,5 +1,6 @@
 """Speedup of each model against a baseline, with a seeded bootstrap 95% confidence interval.
 
+Under emulation (QEMU) the ratio of instructions per inference is used instead of wall time: it is exact.
 When both models were timed in the same interleaved rounds, round i of each saw the same machine state, so the
 bootstrap resamples rounds in pairs (ratio of the medians of per-round medians): noise shared by a round
 cancels. Otherwise it resamples each model's raw timings independently (ratio of medians).
@@ -38,6 +39,10 @@ def _find_baseline(results: list[BenchResult], baseline) -> int:
 
 def speedup_ci(base: BenchResult, other: BenchResult, *, n_boot: int = N_BOOT, seed: int = SEED):
     """(speedup, ci_low, ci_high, method): speedup = baseline median / model median (> 1 means faster)."""
+    if base.emulated and other.emulated and base.instructions_per_inference and other.instructions_per_inference:
+        # Emulated wall time is no device figure; instruction counts are deterministic: no interval needed.
+        ratio = base.instructions_per_inference / other.instructions_per_inference
+        return float(ratio), float(ratio), float(ratio), "ratio of instructions per inference (emulated, exact)"
     rng = np.random.default_rng(seed)
     rb, ro = base.round_medians_us or [], other.round_medians_us or []
     if len(rb) == len(ro) >= MIN_PAIRED_ROUNDS:

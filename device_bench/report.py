@@ -102,6 +102,9 @@ def to_markdown(results: list[BenchResult], comparison: list[dict] | None = None
     """A Markdown table: latency (median, p5-p95), init, memory, delegation, accuracy, speedup; then errors."""
     head = ["model", "target", "size MB", "init ms", "first ms", "median us", "p5-p95 us", "runs",
             "peak RSS MB", "XNNPACK parts / outside", "arena KB", "accuracy", "speedup (95% CI)"]
+    with_instr = any(r.instructions_per_inference for r in results)
+    if with_instr:
+        head.insert(8, "instr/inference")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     errors = []
     for i, r in enumerate(results):
@@ -123,6 +126,8 @@ def to_markdown(results: list[BenchResult], comparison: list[dict] | None = None
             _fmt(r.arena_bytes / 1024 if r.arena_bytes else None, 1),
             f"{r.accuracy:.4f}" if r.accuracy is not None else "-", "error" if r.error else speed,
         ]
+        if with_instr:
+            cells.insert(8, f"{r.instructions_per_inference:,}" if r.instructions_per_inference else "-")
         lines.append("| " + " | ".join(cells) + " |")
     envs = {(r.env or {}).get("cpu"): r.env for r in results if r.env}
     out = "\n".join(lines) + "\n"

@@ -77,3 +77,33 @@ def test_compare_baseline_by_name_and_errors(models, corrupt_files):
     assert compare(results, baseline=0) == rows
     with pytest.raises(ValueError, match="not among"):
         compare(results, baseline="nope.tflite")
+
+
+def test_emulated_rows_compare_by_instruction_count():
+    from device_bench import BenchResult
+
+    a = BenchResult(model="a", target="qemu-aarch64:cortex-a76", model_size_mb=1.0, emulated=True,
+                    instructions_per_inference=400_000)
+    b = BenchResult(model="b", target="qemu-aarch64:cortex-a76", model_size_mb=1.0, emulated=True,
+                    instructions_per_inference=100_000)
+    from device_bench.results import Stats
+
+    a.inference_us = b.inference_us = Stats(1, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0)
+    rows = compare([a, b], "a")
+    assert rows[1]["speedup"] == rows[1]["ci_low"] == rows[1]["ci_high"] == 4.0
+    assert "instructions" in rows[1]["method"]
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_qemu_target_dispatches_to_the_arm_runner(models):
+    from device_bench import qemu
+
+    ok, reason = qemu.available()
+    if not ok:
+        pytest.skip(reason)
+    a, b = bench_models([models["int8"], models["f32"]], fast_params(num_runs=2), target="qemu:cortex-a76")
+    assert a.error is None and b.error is None
+    assert a.emulated and a.instructions_per_inference > 0
+    rows = compare([a, b], 1)
+    assert rows[0]["speedup"] == pytest.approx(b.instructions_per_inference / a.instructions_per_inference)
