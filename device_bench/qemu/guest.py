@@ -54,6 +54,10 @@ def _run(job, report):
 
     report["versions"] = {"litert": litert_version, "numpy": np.__version__,
                           "python": sys.version.split()[0]}
+    # What XNNPACK's cpuinfo will read: an x86 text here means the profile's cpuinfo was not shadowing the host's.
+    with open("/proc/cpuinfo") as f:
+        parts = [line.split(":", 1)[1].strip() for line in f if line.startswith("CPU part")]
+    report["cpuinfo_part"] = parts[0] if parts else None
     gc.disable()
     counted("empty", nothing)
     counted("empty", nothing)

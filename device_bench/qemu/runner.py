@@ -175,6 +175,9 @@ def run_qemu(model_path, profile: str, params: BenchParams | None = None, data=N
         report = json.loads(report_path.read_text())
         if report.get("error"):
             raise QemuRunError(f"{Path(model_path).name} on {profile}: {report['error']}")
+        if report.get("cpuinfo_part") is None:
+            raise QemuRunError(f"The guest saw no ARM /proc/cpuinfo on {profile} (XNNPACK would pick wrong kernels "
+                               f"or none): {SETUP_HINT} again.")
         regions = parse_counts((tmp / "counts.txt").read_text(), report["regions"])
         outputs = list(np.load(tmp / "outputs.npz").values())
 
@@ -198,7 +201,7 @@ def run_qemu(model_path, profile: str, params: BenchParams | None = None, data=N
     env_info = env_tag(runtime=f"ai-edge-litert {report['versions']['litert']} (aarch64)", num_threads=num_threads,
                        xnnpack=True, emulated=True)
     env_info.update({"machine": "aarch64 (emulated)", "cores": 1, "qemu": manifest["qemu_version"],
-                     "qemu_cpu": prof["qemu_cpu"], "cpuinfo_part": prof["part"], "profile": profile,
+                     "qemu_cpu": prof["qemu_cpu"], "cpuinfo_part": report["cpuinfo_part"], "profile": profile,
                      "guest_python": report["versions"]["python"], "guest_numpy": report["versions"]["numpy"],
                      "host_cpu": env_info.get("cpu")})
     env_info["cpu"] = f"{profile} (QEMU -cpu {prof['qemu_cpu']}, MIDR part {prof['part']})"
