@@ -302,9 +302,9 @@ def _choose_ranks(model, policy, plans, live):
     for p in live:
         full = full_ranks(scheme, p.spec)
         c = p.choice
-        if rule.get("rank") is not None and all(r >= f for r, f in zip(c.rank, full)) and len(full) == 1:
+        if policy.skip_unprofitable and rule.get("rank") is not None and len(full) == 1 and c.rank[0] >= full[0]:
             p.reason = f"rank {rule['rank']} is not below full rank {full[0]}: nothing to factorize"
-        elif policy.skip_unprofitable and c.param_ratio >= 1.0 and c.mac_ratio >= 1.0:
+        elif policy.skip_unprofitable and (c.param_ratio >= 1.0 or c.mac_ratio >= 1.0):
             p.reason = (f"ranks {'x'.join(map(str, c.rank))} would not shrink it "
                         f"({c.param_ratio:.2f}x parameters, {c.mac_ratio:.2f}x MACs)")
             if rule.get("rank") is not None or rule.get("fraction") is not None:
