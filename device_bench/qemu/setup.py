@@ -51,8 +51,8 @@ def arm_cache() -> Path:
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-lowrank")
         path = Path(root, "arm")
         path.mkdir(parents=True, exist_ok=True)
-        return path
-    return cache_dir("arm")
+        return path.resolve()
+    return cache_dir("arm").resolve()  # absolute: the manifest and the profile links must not depend on the cwd
 
 
 def _log(verbose: bool, msg: str) -> None:
