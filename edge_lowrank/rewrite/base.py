@@ -304,6 +304,7 @@ def _choose_ranks(model, policy, plans, live):
         c = p.choice
         if policy.skip_unprofitable and rule.get("rank") is not None and len(full) == 1 and c.rank[0] >= full[0]:
             p.reason = f"rank {rule['rank']} is not below full rank {full[0]}: nothing to factorize"
+            warnings.warn(f"Layer '{p.site.name}': {p.reason}; kept as it is.", stacklevel=3)
         elif policy.skip_unprofitable and (c.param_ratio >= 1.0 or c.mac_ratio >= 1.0):
             p.reason = (f"ranks {'x'.join(map(str, c.rank))} would not shrink it "
                         f"({c.param_ratio:.2f}x parameters, {c.mac_ratio:.2f}x MACs)")
