@@ -12,7 +12,7 @@ from importlib import resources
 
 SCHEMA_VERSION = "1.0"
 TIMING_KEYS = ("timings", "host", "host_median_us", "speedup_vs_float32", "speedup_vs_int8",
-               "speedup_ci95_vs_float32", "speedup_gate", "created")
+               "speedup_ci95_vs_float32", "speedup_gate", "created", "seconds")
 
 
 def load_schema() -> dict:

@@ -288,7 +288,7 @@ class Pipeline:
 
             try:
                 hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs,
-                               batch_size=cfg.batch_size, verbose=False)
+                               batch_size=cfg.batch_size, verbose=False, seed=cfg.seed)
             except EdgeLowrankError:
                 raise
             except Exception as e:

@@ -67,10 +67,10 @@ def test_model_with_no_supported_layer_still_reports_the_baseline(fast_flags, ti
     _, npz = tiny
     keras.utils.set_random_seed(1)
     inp = keras.Input((28, 28, 1))
-    x = keras.layers.AveragePooling2D(4)(inp)
-    x = keras.layers.Flatten()(x)
-    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(x))
-    path = tmp_path / "no_conv.keras"
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=10, padding="same")(inp)  # nothing to factorize
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Activation("softmax")(x))
+    path = tmp_path / "depthwise_only.keras"
     model.save(path)
     out = tmp_path / "out"
     rc, stdout, stderr = run_main(path, "--data", npz, "--out", out, "--schemes", "spatial,channel", *fast_flags)
