@@ -80,7 +80,7 @@ def spectra(scheme: str, kernel: np.ndarray, eigenvalues=None) -> list[tuple[np.
         if eigenvalues is None:
             raise ValueError("The output scheme reads its ranks from response eigenvalues; none given.")
         return [(np.asarray(eigenvalues, np.float64), (len(eigenvalues), max(len(eigenvalues), 2)))]
-    if scheme in ("weight-svd", "channel", "cp") or w.ndim == 2 or w.shape[:2] == (1, 1):
+    if scheme in ("weight-svd", "channel", "cp") or w.ndim == 2:
         mat = w.reshape(-1, w.shape[-1])
         return [(np.linalg.svd(mat, compute_uv=False) ** 2, mat.shape)]
     if scheme == "spatial":
