@@ -66,7 +66,7 @@ class Tucker2Factors(Factors):
         return np.einsum("ijab,ca,bn->ijcn", self.core, self.first[0, 0], self.last[0, 0], optimize=True)
 
 
-def tucker2(kernel, rank, bias=None, *, n_iter: int = 10, tol: float = 1e-5) -> Tucker2Factors:
+def tucker2(kernel, rank, bias=None, *, n_iter: int = 10, tol: float = 1e-4) -> Tucker2Factors:
     """Tucker-2 of a conv kernel (k_h, k_w, c_in, c_out) with ranks `rank` = (r1, r2) or an int for both.
 
     Example:
@@ -80,10 +80,14 @@ def tucker2(kernel, rank, bias=None, *, n_iter: int = 10, tol: float = 1e-5) -> 
     r1, r2 = (rank, rank) if isinstance(rank, (int, np.integer)) and not isinstance(rank, bool) else tuple(rank)
     r1 = check_rank(r1, full[0], "rank[0] (r1, input channels)")
     r2 = check_rank(r2, full[1], "rank[1] (r2, output channels)")
-    u_in = _top(_gram(w, 2), r1)
-    u_out = _top(_gram(w, 3), r2)
     norm2 = float(np.sum(w * w))
     prev, it = np.inf, 0
+    if w.shape[:2] == (1, 1):  # a matrix: the truncated SVD is the optimum, no iteration needed
+        u, _, vt = np.linalg.svd(w[0, 0], full_matrices=False)
+        u_in, u_out, n_iter = u[:, :r1], vt[:r2].T, 0
+    else:
+        u_in = _top(_gram(w, 2), r1)
+        u_out = _top(_gram(w, 3), r2)
     for it in range(1, n_iter + 1):
         y = w @ u_out  # (kh, kw, cin, r2)
         u_in = _top(_gram(y, 2), r1)

@@ -42,3 +42,10 @@ def test_recovers_exact_low_tucker_rank():
 def test_rank_above_full_rank():
     with pytest.raises(FactorizationError, match=r"rank\[0\]"):
         tucker2(np.ones((3, 3, 4, 4)), (5, 2))
+
+
+def test_pointwise_kernel_is_the_svd_optimum():
+    w = np.random.default_rng(4).normal(size=(1, 1, 24, 40))
+    s = np.linalg.svd(w[0, 0], compute_uv=False)
+    f = tucker2(w, (10, 10))
+    np.testing.assert_allclose(f.relative_error, np.sqrt(np.sum(s[10:] ** 2) / np.sum(s ** 2)), rtol=1e-9)
