@@ -28,10 +28,16 @@ def full_ranks(shape) -> tuple[int, int]:
 
 def mode_spectra(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Squared singular values of the c_in and c_out unfoldings (what energy and VBMF rank selection read)."""
-    cin, cout = w.shape[2:]
-    ein = np.linalg.eigvalsh(_gram(w, 2))[::-1]
-    eout = np.linalg.eigvalsh(_gram(w, 3))[::-1]
-    return np.clip(ein, 0, None), np.clip(eout, 0, None)
+    return _squared_singular(w, 2), _squared_singular(w, 3)
+
+
+def _squared_singular(w: np.ndarray, mode: int) -> np.ndarray:
+    """Squared singular values of the mode unfolding, from the smaller of its two Gram matrices."""
+    unfold = np.moveaxis(w, mode, 0).reshape(w.shape[mode], -1)
+    m, n = unfold.shape
+    g = unfold @ unfold.T if m <= n else unfold.T @ unfold
+    vals = np.clip(np.linalg.eigvalsh(g)[::-1], 0, None)
+    return np.concatenate([vals, np.zeros(max(m - len(vals), 0))])[:m]
 
 
 def _gram(w: np.ndarray, mode: int) -> np.ndarray:
