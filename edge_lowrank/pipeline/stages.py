@@ -164,13 +164,14 @@ class Pipeline:
         t0 = time.monotonic()
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+                warnings.simplefilter("ignore")
+                warnings.simplefilter("always", UserWarning)  # the project's own notes (budget not met, ...)
                 result, files = fn()
         except BaseException as e:
             self.progress.finish(name, started, cached=False, failed=_first_line(e))
             raise
-        for w in caught:  # one line each in the log, not a warning with a source line
-            self.progress.log(f"  {name}: {str(w.message).splitlines()[0][:240]}")
+        for msg in dict.fromkeys(str(w.message).splitlines()[0][:240] for w in caught if str(w.message).strip()):
+            self.progress.log(f"  {name}: {msg}")  # one line each, once, not a warning with a source line
         result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
         secs = time.monotonic() - t0
         self.timings[name] = round(secs, 3)
