@@ -39,6 +39,18 @@ def test_c_array_compiles_and_holds_the_flatbuffer(converted, tmp_path):
     assert f"const unsigned int g_model_len = {len(flat)};" in source
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_c_array_source_links_without_including_its_header(converted, tmp_path):
+    source, header = c_array(converted("resnet", "float32"), "g_other")
+    assert "#include" not in source
+    (tmp_path / "other.cc").write_text(source)
+    (tmp_path / "main.cc").write_text('extern const unsigned char g_other[]; extern const unsigned int g_other_len;\n'
+                                      'int main() { return g_other_len > 0 && g_other[4] == 0x54 ? 0 : 1; }\n')
+    subprocess.run(["g++", "-std=c++11", "-o", str(tmp_path / "t"), str(tmp_path / "main.cc"),
+                    str(tmp_path / "other.cc")], check=True, timeout=120)
+    subprocess.run([str(tmp_path / "t")], check=True, timeout=60)  # byte 4 is 'T' of TFL3
+
+
 def test_op_registrations_match_the_model(converted):
     assert tflm_op_registrations(converted("resnet", "int8")) == [
         "AddAdd", "AddConv2D", "AddFullyConnected", "AddMean", "AddSoftmax"]
