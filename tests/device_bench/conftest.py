@@ -50,6 +50,7 @@ def models(request) -> dict:
         _build(folder)
     fid = json.loads((folder / "fidelity.json").read_text())
     return {"f32": folder / "tiny_f32.tflite", "int8": folder / "tiny_int8.tflite", "topk": folder / "topk.tflite",
+            "split": folder / "split.tflite",
             "fidelity": fid["tiny_int8"]}
 
 

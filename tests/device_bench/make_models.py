@@ -4,7 +4,8 @@
 - tiny: a small CNN trained 1 epoch on 3,000 Fashion-MNIST images (a few seconds), as float32 and int8
   (`converters.to_tflite`), plus the converter's fidelity figure (`converters.check_fidelity`) for the int8
   model on the first FIDELITY_N test images, written to fidelity.json;
-- topk: a weightless graph with TOPK_V2, an op TFLM lacks;
+- topk: a weightless graph with TOPK_V2, an op TFLM lacks; split: MATMUL, TOPK_V2, MATMUL (two XNNPACK
+  partitions);
 - --sample NAME: the committed sample model `sample_models/NAME.keras` as int8, with its fidelity figure.
 """
 
@@ -63,6 +64,20 @@ def main(out: Path, sample: str | None) -> None:
         conv = tf.lite.TFLiteConverter.from_concrete_functions([topk.get_concrete_function()], topk)
         with contextlib.redirect_stdout(io.StringIO()):
             (out / "topk.tflite").write_bytes(conv.convert())
+
+        # XNNPACK splits this graph in two partitions around TOPK_V2 (which it does not take).
+        w1 = tf.constant(np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32))
+        w2 = tf.constant(np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32)])
+        def split(v):
+            h = tf.nn.relu(tf.matmul(v, w1))
+            top = tf.math.top_k(h, k=4).values
+            return tf.nn.relu(tf.matmul(top, w2))
+
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([split.get_concrete_function()], split)
+        with contextlib.redirect_stdout(io.StringIO()):
+            (out / "split.tflite").write_bytes(conv.convert())
     with contextlib.redirect_stdout(io.StringIO()):
         tfl = to_tflite(model, precision="int8", representative_data=calib.x[:200])
     (out / f"{name}.tflite").write_bytes(tfl)

@@ -73,6 +73,12 @@ def test_int8_softmax_stays_outside_xnnpack(models):
     assert r.extra["ops_outside_delegate"] == ["SOFTMAX"]  # NOTES: int8 SOFTMAX is not delegated
 
 
+def test_partitions_around_an_op_xnnpack_does_not_take(models):
+    r = measure(models["split"], fast_params())
+    assert r.extra["ops_outside_delegate"] == ["TOPK_V2"]
+    assert r.delegate_partitions == 2 and r.nodes_outside_delegate == 1
+
+
 def test_loop_rules_follow_tflite_benchmark_tool(models):
     # Run counts: exactly the minimum when min_secs is 0; warm-up likewise.
     r = measure(models["int8"], fast_params(num_runs=7, warmup_runs=3))
