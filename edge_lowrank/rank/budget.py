@@ -35,7 +35,7 @@ def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs"
     prepared = []
     for scheme, spec, kernel, eigs in layers:
         full = _schemes.full_ranks(scheme, spec)
-        sp = _schemes.spectra(scheme, kernel, eigs)
+        sp = _schemes.spectra(scheme, kernel, eigs, spec.n_responses)
         prepared.append((scheme, spec, kernel, full, sp, _schemes.original_cost(spec)[idx], {}))
     original = fixed_cost + sum(p[5] for p in prepared)
     target = ratio * original

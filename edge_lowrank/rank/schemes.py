@@ -35,6 +35,7 @@ class LayerSpec:
     depthwise_shape: tuple[int, ...] | None = None
     strides: tuple[int, int] = (1, 1)
     padding: str = "valid"
+    n_responses: int | None = None  # calibration responses behind `output`'s eigenvalues (for VBMF's shape)
 
     @property
     def is_pointwise(self) -> bool:
@@ -69,7 +70,8 @@ def nominal_ranks(scheme: str, spec: LayerSpec) -> tuple[int, ...]:
     return full_ranks(scheme, spec)
 
 
-def spectra(scheme: str, kernel: np.ndarray, eigenvalues=None) -> list[tuple[np.ndarray, tuple[int, int]]]:
+def spectra(scheme: str, kernel: np.ndarray, eigenvalues=None,
+            n_samples: int | None = None) -> list[tuple[np.ndarray, tuple[int, int]]]:
     """(squared singular values, matrix shape) per rank entry: what energy and VBMF rank selection read.
 
     `eigenvalues` is the response covariance spectrum for `output` (data-driven). For tucker2-spatial the
@@ -79,7 +81,9 @@ def spectra(scheme: str, kernel: np.ndarray, eigenvalues=None) -> list[tuple[np.
     if scheme == "output":
         if eigenvalues is None:
             raise ValueError("The output scheme reads its ranks from response eigenvalues; none given.")
-        return [(np.asarray(eigenvalues, np.float64), (len(eigenvalues), max(len(eigenvalues), 2)))]
+        n = int(n_samples or len(eigenvalues))
+        # covariance eigenvalues * N are the squared singular values of the centred (N, c_out) responses
+        return [(np.asarray(eigenvalues, np.float64) * n, (n, len(eigenvalues)))]
     if scheme in ("weight-svd", "channel", "cp") or w.ndim == 2:
         mat = w.reshape(-1, w.shape[-1])
         return [(np.linalg.svd(mat, compute_uv=False) ** 2, mat.shape)]

@@ -111,7 +111,7 @@ def choose_rank(scheme: str, spec: "_schemes.LayerSpec", kernel, *, rank: int | 
     full = _schemes.full_ranks(scheme, spec)
     n_entries = len(full)
     need_spectra = energy is not None or vbmf
-    spec_list = _schemes.spectra(scheme, kernel, eigenvalues) if (need_spectra or scheme == "output") else []
+    spec_list = _schemes.spectra(scheme, kernel, eigenvalues, spec.n_responses) if (need_spectra or scheme == "output") else []
 
     def pick(i, sq, shape):
         if energy is not None:

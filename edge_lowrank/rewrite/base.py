@@ -68,8 +68,8 @@ def _eligibility(layer, scheme: str) -> str | None:
         if scheme in ("spatial", "cp", "tucker2-spatial") and 1 in k:
             return f"{k[0]}x{k[1]} kernel: {scheme} needs a kernel larger than 1 in both directions"
         st = tuple(cfg["strides"])
-        if scheme == "cp" and st != (1, 1) and (st[0] != st[1] or layer.input.shape[1] is None
-                                                  or layer.input.shape[2] is None):
+        in_shape = tuple(layer._inbound_nodes[0].input_tensors[0].shape) if layer._inbound_nodes else (None,) * 4
+        if scheme == "cp" and st != (1, 1) and (st[0] != st[1] or in_shape[1] is None or in_shape[2] is None):
             return (f"cp with strides {st} needs equal strides and a known input size "
                     f"(TF depthwise convs take equal strides only)")
         if scheme == "weight-svd" and k != (1, 1):
@@ -245,6 +245,7 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
             from edge_lowrank.factorize.output import response_stats
 
             p.eigenvalues = response_stats(p.responses)[1]
+            p.spec = dataclasses.replace(p.spec, n_responses=len(p.responses))
     _choose_ranks(model, policy, plans, live)
     for p in live:
         if p.reason is not None:

@@ -87,3 +87,13 @@ def test_not_a_model_and_subclassed_model():
     m(np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(ModelError, match="subclassed"):
         compress(m, CompressionPolicy())
+
+
+def test_output_scheme_with_vbmf_and_energy_on_data():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 8)), L.Conv2D(32, 3, name="c")])
+    calib = np.random.default_rng(0).normal(size=(32, 8, 8, 8)).astype("float32")
+    for rule in ({"vbmf": True}, {"energy": 0.5}):
+        new, rep = compress(model, CompressionPolicy("output", rank_multiple=1, calib_data=calib, **rule))
+        row = {d.name: d for d in rep.layers}["c"]
+        assert row.action == "factorized" and 1 <= row.ranks[0] < 22 and row.response_error is not None, rep.render()
