@@ -23,6 +23,8 @@ def add_arguments(parser):
     rule.add_argument("--vbmf", action="store_true", help="ranks from analytic empirical VBMF")
     rule.add_argument("--target-mac-ratio", type=float, help="global budget: model MACs <= R x original")
     rule.add_argument("--target-param-ratio", type=float, help="global budget: parameters <= R x original")
+    parser.add_argument("--layer-rank", action="append", default=[], metavar="NAME=R[xR2...]",
+                        help="explicit ranks for one layer, overriding the rule (repeatable), e.g. conv2=16x32")
     parser.add_argument("--rank-multiple", type=int, default=8,
                         help="round ranks up to a multiple of this (default 8; 1 turns rounding off)")
     parser.add_argument("--no-fold-batchnorm", action="store_true", help="keep BatchNormalization layers")
@@ -64,12 +66,22 @@ def run(args) -> int:
     calib = None
     if args.calib_data:
         calib = load_dataset(args.calib_data, default_split="calib").take(args.calib_samples).x
+    layer_ranks = {}
+    for item in args.layer_rank:
+        name, _, value = item.partition("=")
+        try:
+            layer_ranks[name.strip()] = tuple(int(v) for v in value.lower().split("x"))
+        except ValueError:
+            raise ModelError(f"Invalid value for --layer-rank. Expected NAME=R or NAME=R1xR2. Received: {item!r}.") \
+                from None
+        if not name.strip():
+            raise ModelError(f"Invalid value for --layer-rank. Expected NAME=R or NAME=R1xR2. Received: {item!r}.")
     policy = CompressionPolicy(
         scheme=args.scheme, rank=args.rank, rank_fraction=args.rank_fraction, energy=args.energy,
         vbmf=args.vbmf, target_mac_ratio=args.target_mac_ratio, target_param_ratio=args.target_param_ratio,
         rank_multiple=args.rank_multiple, fold_batchnorm=not args.no_fold_batchnorm, calib_data=calib,
         layers=tuple(s.strip() for s in args.layers.split(",")) if args.layers else None,
-        cp_time_budget_s=args.cp_time_budget)
+        cp_time_budget_s=args.cp_time_budget, layer_ranks=layer_ranks or None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the report says the same, per layer
         new_model, report = compress(model, policy, verbose=not args.quiet)

@@ -300,6 +300,23 @@ def _choose_ranks(model, policy, plans, live):
             p1, m1 = cost(scheme, p.spec, rs)
             p.choice = dataclasses.replace(p.choice, rank=rs, kept_energy=energy, param_ratio=p1 / p0,
                                            mac_ratio=m1 / m0 if m0 else 1.0)
+    overrides = policy.layer_ranks or {}
+    unknown = set(overrides) - {p.site.name for p in live} - {p.site.layer.name for p in live}
+    if unknown:
+        raise ModelError(f"Invalid value for argument `layer_ranks`: no layer the {scheme} scheme can take is "
+                         f"named {', '.join(sorted(unknown))}.")
+    for p in live:
+        full = full_ranks(scheme, p.spec)
+        r = overrides.get(p.site.name, overrides.get(p.site.layer.name))
+        if r is not None:
+            rs = (int(r),) * len(full) if isinstance(r, (int, np.integer)) else tuple(int(x) for x in r)
+            if len(rs) != len(full) or any(x > f for x, f in zip(rs, full)):
+                raise ModelError(f"Invalid value for argument `layer_ranks`. Expected {len(full)} rank(s) each at "
+                                 f"most {'x'.join(map(str, full))} for layer '{p.site.name}'. Received: {r!r}.")
+            p0, m0 = original_cost(p.spec)
+            p1, m1 = cost(scheme, p.spec, rs)
+            p.choice = dataclasses.replace(p.choice, rank=rs, kept_energy=None, param_ratio=p1 / p0,
+                                           mac_ratio=m1 / m0 if m0 else 1.0)
     for p in live:
         full = full_ranks(scheme, p.spec)
         c = p.choice

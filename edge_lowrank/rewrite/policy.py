@@ -26,6 +26,8 @@ class CompressionPolicy:
         layers: names of the layers to consider (nested ones as `outer/inner` or plain `inner`); None: all.
         cp_time_budget_s, cp_n_iter_max: bound each CP fit (ALS) in time and iterations.
         skip_unprofitable: keep a layer whose factorization would not reduce its parameters and MACs.
+        layer_ranks: explicit ranks for some layers, {name: int or tuple (one entry per rank of the scheme)},
+            overriding the rule for them (no rounding; an entry above that layer's full rank is an error).
     """
 
     scheme: str = "tucker2"
@@ -42,6 +44,7 @@ class CompressionPolicy:
     cp_time_budget_s: float | None = 30.0
     cp_n_iter_max: int = 100
     skip_unprofitable: bool = True
+    layer_ranks: dict | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
@@ -63,6 +66,11 @@ class CompressionPolicy:
                 or self.rank_multiple < 1:
             raise RankError(f"Invalid value for argument `rank_multiple`. Expected an int >= 1. "
                              f"Received: rank_multiple={self.rank_multiple!r}.")
+        for name, r in (self.layer_ranks or {}).items():
+            rs = (r,) if isinstance(r, (int, np.integer)) else tuple(r)
+            if not rs or any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x <= 0 for x in rs):
+                raise RankError(f"Invalid value for argument `layer_ranks`. Expected positive ints. "
+                                f"Received: {r!r} for layer '{name}'.")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))
 

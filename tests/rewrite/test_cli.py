@@ -65,3 +65,12 @@ def test_nothing_to_rewrite_writes_nothing(tmp_path, capsys):
     m.save(path)
     assert main(["compress", str(path), "--scheme", "tucker2", "--rank", "8", "-o", str(out)]) == 1
     assert "Nothing written" in capsys.readouterr().err and not out.exists()
+
+
+def test_layer_rank_flag(model_file, tmp_path, capsys):
+    rep = tmp_path / "rep.json"
+    assert main(["compress", str(model_file), "--scheme", "tucker2", "--energy", "0.5", "--layer-rank", "c2=4x8",
+                 "--json", str(rep), "-q"]) == 0
+    assert {r["name"]: r["ranks"] for r in json.loads(rep.read_text())["layers"]}["c2"] == [4, 8]
+    assert main(["compress", str(model_file), "--scheme", "tucker2", "--layer-rank", "c2=four"]) == 1
+    assert "--layer-rank" in capsys.readouterr().err

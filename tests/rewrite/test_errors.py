@@ -97,3 +97,17 @@ def test_output_scheme_with_vbmf_and_energy_on_data():
         new, rep = compress(model, CompressionPolicy("output", rank_multiple=1, calib_data=calib, **rule))
         row = {d.name: d for d in rep.layers}["c"]
         assert row.action == "factorized" and 1 <= row.ranks[0] < 22 and row.response_error is not None, rep.render()
+
+
+def test_per_layer_ranks_override_the_rule():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 8)), L.Conv2D(32, 3, name="a"), L.Conv2D(32, 3, name="b")])
+    _, rep = compress(model, CompressionPolicy("tucker2", rank=8, layer_ranks={"b": (4, 12)}))
+    ranks = {d.name: d.ranks for d in rep.layers}
+    assert ranks == {"a": (8, 8), "b": (4, 12)}
+    with pytest.raises(ModelError, match="at most 8x32"):
+        compress(model, CompressionPolicy("tucker2", rank=8, layer_ranks={"a": (9, 4)}))
+    with pytest.raises(ModelError, match="named nope"):
+        compress(model, CompressionPolicy("tucker2", rank=8, layer_ranks={"nope": 4}))
+    with pytest.raises(ValueError, match="positive ints"):
+        CompressionPolicy("tucker2", layer_ranks={"a": 0})
