@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 
 from edge_lowrank.rank import schemes as _schemes
 from edge_lowrank.rank.select import RankError, energy_rank, round_rank

@@ -52,7 +52,7 @@ def _eligibility(layer, scheme: str) -> str | None:
     name = type(layer).__name__
     if isinstance(layer, L.SeparableConv2D):
         if scheme not in ("weight-svd", "channel"):
-            return f"SeparableConv2D: only its pointwise part is factorized, by weight-svd or channel"
+            return "SeparableConv2D: only its pointwise part is factorized, by weight-svd or channel"
         return None
     if isinstance(layer, L.DepthwiseConv2D):
         return "DepthwiseConv2D: already one filter per channel, nothing to factorize"
@@ -207,7 +207,7 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     start = time.monotonic()
     calib = _check_calib(model, policy)
     scheme = policy.scheme
-    feeders, plans, folded_bn, layer_models = {}, [], {}, {}
+    feeders, plans = {}, []
     seen = set()
     for m, prefix, feeder in G.walk(model):
         if feeder is not None:
