@@ -7,16 +7,12 @@ which nodes its delegate took. Imports no TensorFlow, so a benchmark process can
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
-import io
-import os
-import sys
-import tempfile
 
 from converters.flatbuffer import (buffer_bytes, is_custom, metadata_entries, op_code_name, read_model,
                                    tensor_type_names)
 from converters.metadata import METADATA_NAME
+from converters.quiet import quiet_fds
 from edge_lowrank.errors import ModelError
 
 # Ops that run outside XNNPACK by design, with the reason (documented exceptions, see NOTES).
@@ -104,35 +100,6 @@ class OpAudit:
         quant = ", ".join(f"{k} x{v}" for k, v in self.quantization_summary().items()) or "none"
         lines.append(f"weights: {quant}")
         return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def quiet_fds(*fds: int):
-    """Send what native code writes on `fds` (1 = stdout, 2 = stderr) to a temp file; yield the file.
-
-    Python-level redirects do not catch C++ logging, so this works at the file-descriptor level; Python's
-    own `sys.stdout`/`sys.stderr` (which may not be fds 1/2, e.g. under pytest) are silenced as well.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.ExitStack() as stack:
-        if 1 in fds:
-            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-        if 2 in fds:
-            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-        saved = [os.dup(fd) for fd in fds]
-        try:
-            for fd in fds:
-                os.dup2(sink.fileno(), fd)
-            yield sink
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            for fd, copy in zip(fds, saved):
-                os.dup2(copy, fd)
-                os.close(copy)
 
 
 def xnnpack_delegation(tflite: bytes) -> tuple[int, tuple[str, ...]]:

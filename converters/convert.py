@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from converters.audit import quiet_fds
+from converters.quiet import quiet_fds
 from converters.calibration import validate_representative_data
 from converters.metadata import embed_metadata
 from edge_lowrank.errors import EdgeLowrankError, ModelError

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from converters.audit import quiet_fds
+from converters.quiet import quiet_fds
 from edge_lowrank.errors import DataError
 
 DEFAULT_FIDELITY_SAMPLES = 1000

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from converters.audit import quiet_fds
+from converters.quiet import quiet_fds
 from converters.flatbuffer import check_tflite_bytes
 from edge_lowrank.errors import EdgeLowrankError
 
