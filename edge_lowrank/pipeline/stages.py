@@ -175,7 +175,9 @@ class Pipeline:
         result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
         secs = time.monotonic() - t0
         self.timings[name] = round(secs, 3)
-        failed = result.get("error") if isinstance(result, dict) else None
+        failed = None
+        if isinstance(result, dict):
+            failed = result.get("error") or (result.get("message") if result.get("status") == "error" else None)
         if failed is None:  # a failed stage is not recorded: the next run tries it again
             self.cache.store(name, key, result, files, seconds=round(secs, 3))
         self.progress.finish(name, started, cached=False, failed=failed)
