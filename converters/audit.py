@@ -11,7 +11,6 @@ import dataclasses
 
 from converters.flatbuffer import (buffer_bytes, is_custom, metadata_entries, op_code_name, read_model,
                                    tensor_type_names)
-from converters.metadata import METADATA_NAME
 from converters.quiet import quiet_fds
 from edge_lowrank.errors import ModelError
 
@@ -217,4 +216,4 @@ def require_builtin_only(audit: OpAudit, *, allow_custom: bool = False) -> None:
 
 
 __all__ = ["OpAudit", "WeightQuant", "audit_ops", "require_builtin_only", "KNOWN_UNDELEGATED",
-           "UnsupportedOpsError", "quiet_fds", "xnnpack_delegation", "METADATA_NAME"]
+           "UnsupportedOpsError", "xnnpack_delegation"]
