@@ -55,7 +55,7 @@ def test_compress_then_distill_recovers_accuracy(file, scheme, rule):
     from edge_lowrank.finetune import distill
 
     model = _load(file)
-    train, val = _data("train", 6000), _data("test", 2000)
+    train, val = _data("train", 4000), _data("test", 1000)
     student, rep = compress(model, CompressionPolicy(scheme, **rule))
     assert rep.changed and rep.macs_after < rep.macs_before
     hist = distill(student, model, train, epochs=1, batch_size=128, val=val, verbose=False)
