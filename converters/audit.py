@@ -9,15 +9,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+import numpy as np
+
 from converters.flatbuffer import (buffer_bytes, is_custom, metadata_entries, op_code_name, read_model,
                                    tensor_type_names)
 from converters.quiet import quiet_fds
 from edge_lowrank.errors import ModelError
 
-# Ops that run outside XNNPACK by design, with the reason (documented exceptions, see NOTES).
+# Ops that run outside XNNPACK by design, with the reason (documented exceptions, see NOTES), by op name;
+# KNOWN_UNDELEGATED_DTYPES says for which input dtype the exception holds (float SOFTMAX is delegated).
 KNOWN_UNDELEGATED = {
     "SOFTMAX": "int8 SOFTMAX is not delegated to XNNPACK; it runs on the builtin kernel",
 }
+KNOWN_UNDELEGATED_DTYPES = {"SOFTMAX": ("int8",)}
 
 
 class UnsupportedOpsError(ModelError):
@@ -53,6 +57,7 @@ class OpAudit:
     undelegated_ops: tuple[str, ...] | None
     metadata_names: tuple[str, ...]
     delegation_error: str | None = None
+    undelegated_dtypes: tuple[str, ...] | None = None  # input dtype of each node in `undelegated_ops`
 
     @property
     def n_ops(self) -> int:
@@ -65,7 +70,9 @@ class OpAudit:
     @property
     def unexplained_undelegated(self) -> tuple[str, ...]:
         """Ops outside XNNPACK that are not one of the documented exceptions."""
-        return tuple(op for op in (self.undelegated_ops or ()) if op not in KNOWN_UNDELEGATED)
+        dtypes = self.undelegated_dtypes or ("",) * len(self.undelegated_ops or ())
+        return tuple(op for op, dt in zip(self.undelegated_ops or (), dtypes)
+                     if op not in KNOWN_UNDELEGATED or dt not in KNOWN_UNDELEGATED_DTYPES.get(op, (dt,)))
 
     def quantization_summary(self) -> dict[str, int]:
         counts = collections.Counter()
@@ -92,8 +99,9 @@ class OpAudit:
         if self.xnnpack_partitions is None:
             lines.append(f"xnnpack: not checked ({self.delegation_error})")
         else:
+            unexplained = set(self.unexplained_undelegated)
             outside = ", ".join(
-                f"{op}{' (expected: ' + KNOWN_UNDELEGATED[op] + ')' if op in KNOWN_UNDELEGATED else ''}"
+                f"{op}{'' if op in unexplained else ' (expected: ' + KNOWN_UNDELEGATED[op] + ')'}"
                 for op in self.undelegated_ops) or "none"
             lines.append(f"xnnpack: {self.xnnpack_partitions} partition(s); nodes outside: {outside}")
         quant = ", ".join(f"{k} x{v}" for k, v in self.quantization_summary().items()) or "none"
@@ -101,8 +109,8 @@ class OpAudit:
         return "\n".join(lines)
 
 
-def xnnpack_delegation(tflite: bytes) -> tuple[int, tuple[str, ...]]:
-    """Number of XNNPACK partitions and the ops of the nodes left outside them, in graph order.
+def xnnpack_delegation(tflite: bytes) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
+    """Number of XNNPACK partitions, the ops of the nodes left outside them (graph order) and their input dtypes.
 
     The interpreter lists every original node plus one DELEGATE node per partition; a partition's nodes
     are found by walking back from its outputs to its inputs through the producers of each tensor.
@@ -134,8 +142,12 @@ def xnnpack_delegation(tflite: bytes) -> tuple[int, tuple[str, ...]]:
             if node not in inside:
                 inside.add(node)
                 stack.extend(int(x) for x in by_index[node]["inputs"] if int(x) >= 0)
-    outside = tuple(op["op_name"] for op in nodes if op["index"] not in inside)
-    return len(delegates), outside
+    left = [op for op in nodes if op["index"] not in inside]
+    dtypes = []
+    for op in left:
+        first = next((int(t) for t in op["inputs"] if int(t) >= 0), None)
+        dtypes.append("" if first is None else np.dtype(interp._get_tensor_details(first, 0)["dtype"]).name)
+    return len(delegates), tuple(op["op_name"] for op in left), tuple(dtypes)
 
 
 def _quant_kind(q) -> tuple[str, int]:
@@ -184,10 +196,10 @@ def audit_ops(tflite: bytes, *, delegation: bool = True) -> OpAudit:
                 name=(t.name.decode() if isinstance(t.name, bytes) else str(t.name)),
                 dtype=types.get(t.type, str(t.type)), shape=tuple(int(s) for s in (t.shape if t.shape is not None else [])),
                 nbytes=len(data), quantization=kind, n_scales=n))
-    partitions, outside, err = None, None, None
+    partitions, outside, outside_dtypes, err = None, None, None, None
     if delegation:
         try:
-            partitions, outside = xnnpack_delegation(bytes(tflite))
+            partitions, outside, outside_dtypes = xnnpack_delegation(bytes(tflite))
         except Exception as e:  # e.g. a Flex op the interpreter cannot resolve
             err = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     return OpAudit(
@@ -204,6 +216,7 @@ def audit_ops(tflite: bytes, *, delegation: bool = True) -> OpAudit:
         undelegated_ops=outside,
         metadata_names=tuple(sorted(metadata_entries(model))),
         delegation_error=err,
+        undelegated_dtypes=outside_dtypes,
     )
 
 

@@ -66,3 +66,13 @@ def test_audit_imports_no_tensorflow(fixtures_dir):
             "assert a.xnnpack_partitions == 2; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_softmax_is_an_expected_exception_only_in_int8(converted):
+    import dataclasses
+
+    audit = audit_ops(converted("resnet", "int8"))
+    assert audit.undelegated_ops == ("SOFTMAX",) and audit.undelegated_dtypes == ("int8",)
+    assert audit.unexplained_undelegated == () and "(expected:" in audit.render()
+    as_float = dataclasses.replace(audit, undelegated_dtypes=("float32",))  # float SOFTMAX is delegated
+    assert as_float.unexplained_undelegated == ("SOFTMAX",) and "(expected:" not in as_float.render()
