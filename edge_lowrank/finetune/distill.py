@@ -39,6 +39,16 @@ def _check(student, teacher, data, what: str):
         raise DataError(f"{what} data {data.name} has labels outside [0, {n_out}).")
 
 
+def _leaves(model):
+    import keras
+
+    for lyr in model.layers:
+        if isinstance(lyr, keras.Model):
+            yield from _leaves(lyr)
+        else:
+            yield lyr
+
+
 def top1(model, data, batch_size: int = 256) -> float:
     pred = model.predict(data.x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(pred, axis=-1) == data.y))
@@ -91,10 +101,18 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         out["teacher_val_top1"] = top1(teacher, val)
         out["val_top1_before"] = top1(student, val)
     if epochs > 0:
+        # BatchNorm stays in inference mode (frozen statistics): a short fine-tune on a few thousand images
+        # should not re-estimate the statistics the rest of the network was trained with.
+        frozen = [lyr for lyr in _leaves(student) if isinstance(lyr, keras.layers.BatchNormalization)
+                  and lyr.trainable]
+        for lyr in frozen:
+            lyr.trainable = False
         student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
         hist = student.fit(train.x, targets, epochs=epochs, batch_size=batch_size, shuffle=True,
                            verbose=1 if verbose else 0)
         out["loss"] = [float(v) for v in hist.history["loss"]]
+        for lyr in frozen:
+            lyr.trainable = True
         # leave a stock compile state so the saved .keras file loads anywhere (no custom loss inside)
         student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
                         if probs else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
