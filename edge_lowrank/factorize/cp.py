@@ -66,6 +66,24 @@ def _exact(w: np.ndarray):
     return [a, b, c, d], 0
 
 
+def _svd_init(w: np.ndarray, rank: int, random_state):
+    """tensorly's "svd" initialisation (leading singular vectors of each unfolding, random columns beyond
+    the mode size), computed from the smaller Gram matrix of each unfolding: several times faster on
+    512-channel kernels, which matters under a time budget."""
+    from tensorly.cp_tensor import CPTensor
+
+    rng = np.random.default_rng(random_state)
+    factors = []
+    for mode in range(w.ndim):
+        unfold = np.moveaxis(w, mode, 0).reshape(w.shape[mode], -1)
+        vals, vecs = np.linalg.eigh(unfold @ unfold.T)
+        u = vecs[:, ::-1][:, :rank]
+        if u.shape[1] < rank:
+            u = np.concatenate([u, rng.normal(size=(w.shape[mode], rank - u.shape[1]))], axis=1)
+        factors.append(u)
+    return CPTensor((np.ones(rank), factors))
+
+
 def _als(w: np.ndarray, rank: int, n_iter_max: int, time_budget_s, random_state):
     import tensorly as tl
     from tensorly.decomposition import parafac
@@ -78,9 +96,8 @@ def _als(w: np.ndarray, rank: int, n_iter_max: int, time_budget_s, random_state)
         count[0] += 1
         return time_budget_s is not None and time.monotonic() - start > time_budget_s
 
-    init = "svd" if rank <= min(w.shape) else "random"
-    cpt = parafac(w, rank, n_iter_max=n_iter_max, init=init, tol=1e-7, random_state=random_state,
-                  callback=stop)
+    cpt = parafac(w, rank, n_iter_max=n_iter_max, init=_svd_init(w, rank, random_state), tol=1e-7,
+                  random_state=random_state, callback=stop)
     weights, factors = cpt
     factors = [np.asarray(f, np.float64) for f in factors]
     factors[0] = factors[0] * np.asarray(weights, np.float64)[None]
