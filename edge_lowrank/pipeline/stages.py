@@ -375,6 +375,8 @@ class Pipeline:
         from device_bench.compare import compare  # not `device_bench.compare`: the submodule shadows the name
 
         ids = [v for v, e in exports.items() if e.get("tflite")]
+        if not ids:  # every export failed: the report shows why, there is nothing to time
+            return {}, []
         paths = [str(self.out / exports[v]["tflite"]) for v in ids]
         results = bench_models(paths, params, target="host", interleave=True)
         out = {}
