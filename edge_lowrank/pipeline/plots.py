@@ -103,9 +103,7 @@ def plot_layers(report: dict, path) -> Path | None:
     n = len(per_scheme)
     width = 0.8 / (n + 1)
     x = list(range(len(names)))
-    first = next(iter(per_scheme.values()))
     before = {r["name"]: r["macs_before"] for rows in per_scheme.values() for r in rows}
-    del first
     ax1.bar([i - 0.4 + width / 2 for i in x], [before.get(nm, 0) / 1e6 for nm in names], width,
             label="original", color="0.6")
     for k, (scheme, rows) in enumerate(per_scheme.items(), start=1):
