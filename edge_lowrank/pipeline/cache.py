@@ -41,7 +41,7 @@ class StageCache:
     """The done-records of one output folder."""
 
     def __init__(self, out_dir):
-        self.out = Path(out_dir)
+        self.out = Path(out_dir).absolute()
         self.dir = self.out / RECORD_DIR
 
     def record_path(self, name: str) -> Path:
@@ -65,10 +65,9 @@ class StageCache:
     def store(self, name: str, key: str, result: dict, files=(), seconds: float | None = None) -> None:
         """Write the record after the stage's files are in place (each written atomically by the stage)."""
         hashes = {}
-        for f in files:
-            f = Path(f)
-            hashes[str(f.relative_to(self.out) if f.is_absolute() else f)] = file_sha256(self.out / f
-                                                                                      if not f.is_absolute() else f)
+        for f in files:  # absolute, or relative to the output folder
+            f = Path(f) if Path(f).is_absolute() else self.out / f
+            hashes[f.relative_to(self.out).as_posix()] = file_sha256(f)
         rec = {"stage": name, "key": key, "files": hashes, "result": result, "seconds": seconds}
         atomic_write_text(self.record_path(name), json.dumps(rec, indent=1, sort_keys=True, default=str))
 

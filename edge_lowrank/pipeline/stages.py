@@ -70,8 +70,8 @@ class Inputs:
 
 
 def prepare_out_dir(out) -> Path:
-    """Create the output folder and prove it is writable, before any stage starts."""
-    out = Path(out)
+    """Create the output folder and prove it is writable, before any stage starts; return its absolute path."""
+    out = Path(out).absolute()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-probe-{os.getpid()}"

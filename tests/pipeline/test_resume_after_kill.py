@@ -12,10 +12,10 @@ from edge_lowrank.pipeline.report import comparable
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_report(cli_subprocess, fast_flags, tiny, full_run, tmp_path):
     model, npz = tiny
-    out = tmp_path / "out"
-    args = ["run", model, "--data", npz, "--out", out, "--schemes", "channel,spatial", *fast_flags]
+    out = tmp_path / "out"  # given as a relative path, as `make demo` does
+    args = ["run", model, "--data", npz, "--out", "out", "--schemes", "channel,spatial", *fast_flags]
     first = out / ".stages" / "model_channel.json"
-    proc = cli_subprocess(args)
+    proc = cli_subprocess(args, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 300
         while not first.exists():
@@ -32,7 +32,7 @@ def test_killed_run_resumes_to_the_same_report(cli_subprocess, fast_flags, tiny,
     finished = [json.loads((out / ".stages" / name).read_text())["stage"] for name in done]
     kept = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.keras")}
 
-    again = cli_subprocess(args)
+    again = cli_subprocess(args, cwd=tmp_path)
     stdout, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stderr[-2000:]
     for stage in finished:
