@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/edge-lowrank
 PYTEST_ARGS ?=
+# OpenBLAS threads fight each other on a loaded 2-core machine (a 256x256 eigh ran ~20x slower): pin one.
+TEST_ENV := TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 OPENBLAS_NUM_THREADS=1 PYTHONHASHSEED=0
 
 .PHONY: setup setup-arm demo test test-quick bench clean
 
@@ -17,11 +19,11 @@ demo: setup
 
 # Full suite, ARM (QEMU), ssh and TFLM tests included.
 test: setup setup-arm
-	@TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest $(PYTEST_ARGS)
+	@$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 # The quick subset: no slow, QEMU or ssh tests.
 test-quick: setup
-	@TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -m "not slow and not qemu and not ssh" $(PYTEST_ARGS)
+	@$(TEST_ENV) $(PY) -m pytest -m "not slow and not qemu and not ssh" $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache
