@@ -5,8 +5,8 @@ Usage::
     python -m sample_models.train resnet_fmnist [--epochs N] [--batch-size B] [--seed S] [--out DIR]
     python -m sample_models.train vgg_fmnist
 
-It trains on the 60,000 training images (random horizontal flips and shifts of up to 2 pixels, redrawn
-every epoch), with AdamW and a linear warm-up followed by cosine decay to zero, then writes
+It trains on the 60,000 training images (random horizontal flips and random shifts of a few pixels,
+redrawn every epoch), with AdamW and a linear warm-up followed by cosine decay to zero, then writes
 ``DIR/NAME.keras`` (atomically, without optimizer state) and its card ``DIR/NAME.json``. The card's
 accuracy is measured on all 10,000 test images with the saved file reloaded, as a user would load it.
 
@@ -48,8 +48,10 @@ DESCRIPTIONS = {
 
 # Hyper-parameters the committed models were trained with (the card records them too).
 DEFAULTS = {
-    "resnet_fmnist": {"epochs": 8, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-3, "seed": 1234},
-    "vgg_fmnist": {"epochs": 6, "batch_size": 128, "lr": 1e-3, "weight_decay": 5e-3, "seed": 1234},
+    "resnet_fmnist": {"epochs": 8, "batch_size": 128, "lr": 2e-3, "weight_decay": 5e-3, "seed": 1234,
+                      "max_shift": 2},
+    "vgg_fmnist": {"epochs": 5, "batch_size": 128, "lr": 1e-3, "weight_decay": 5e-3, "seed": 1234,
+                   "max_shift": 0},
 }
 MAX_SHIFT = 2
 
@@ -75,7 +77,8 @@ def evaluate_accuracy(model, dataset, batch_size: int = 500) -> float:
 
 
 def train(name: str, *, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
-          out_dir: Path, command: str, train_images: int | None = None) -> dict:
+          out_dir: Path, command: str, max_shift: int = MAX_SHIFT, train_images: int | None = None,
+          init: Path | None = None) -> dict:
     import keras
     import tensorflow as tf
 
@@ -91,6 +94,12 @@ def train(name: str, *, epochs: int, batch_size: int, lr: float, weight_decay: f
     test_set = load_fashion_mnist("test")
 
     model = BUILDERS[name]()
+    previous = None  # the card of the model we continue from, if any
+    if init is not None:
+        model.set_weights(load_keras_model(init).get_weights())
+        init_card = Path(init).with_suffix(".json")
+        previous = json.loads(init_card.read_text()) if init_card.is_file() else None
+        print(f"continuing from {init}", flush=True)
     steps_per_epoch = -(-len(train_set) // batch_size)
     total = steps_per_epoch * epochs
     warmup = steps_per_epoch // 2
@@ -105,7 +114,7 @@ def train(name: str, *, epochs: int, batch_size: int, lr: float, weight_decay: f
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        hist = model.fit(augment(train_set.x, rng), train_set.y, batch_size=batch_size, epochs=1,
+        hist = model.fit(augment(train_set.x, rng, max_shift), train_set.y, batch_size=batch_size, epochs=1,
                          shuffle=True, verbose=0)
         print(f"epoch {epoch}/{epochs}: loss {hist.history['loss'][-1]:.4f} "
               f"train acc {hist.history['accuracy'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -133,16 +142,32 @@ def train(name: str, *, epochs: int, batch_size: int, lr: float, weight_decay: f
         "batch_size": batch_size,
         "seed": seed,
         "optimizer": f"AdamW(weight_decay={weight_decay}), warm-up 0.5 epoch to lr {lr}, cosine decay to 0",
-        "augmentation": f"random horizontal flip, random shift up to {MAX_SHIFT} px",
+        "augmentation": ("random horizontal flip, random shift up to {max_shift} px" if max_shift
+                         else "random horizontal flip only").format(max_shift=max_shift),
         "train_seconds": round(train_seconds, 1),
         "train_hardware": f"{os.cpu_count()} CPU cores ({platform.machine()}), no GPU",
         "command": command,
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,
     }
+    if init is not None:
+        card["stages"] = [*(previous or {}).get("stages", [_stage(previous)] if previous else []),
+                          _stage(card)]
+        if previous:
+            card["epochs"] = previous["epochs"] + epochs
+            card["train_seconds"] = round(previous["train_seconds"] + train_seconds, 1)
+            card["command"] = f"{previous['command']} && {command}"
+            card["optimizer"] = "; then ".join(st["optimizer"] for st in card["stages"])
+            card["augmentation"] = "; then ".join(st["augmentation"] for st in card["stages"])
     atomic_write_text(out_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2), flush=True)
     return card
+
+
+def _stage(card: dict) -> dict:
+    """One training run of a card, for models trained in several runs (`--init`)."""
+    keys = ("epochs", "optimizer", "augmentation", "train_seconds", "command")
+    return {key: card[key] for key in keys}
 
 
 def main(argv=None) -> int:
@@ -152,22 +177,29 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, help="images per step (default: the committed model's)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the committed model's)")
     parser.add_argument("--seed", type=int, help="seed of every RNG (default: the committed model's)")
+    parser.add_argument("--max-shift", type=int,
+                        help="largest random shift in pixels, 0 for flips only (default: the committed model's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="folder for NAME.keras and NAME.json (default: the sample_models package)")
+    parser.add_argument("--init", type=Path,
+                        help="start from the weights of this .keras file (same architecture) instead of "
+                             "random ones; its card, if next to it, is extended")
     parser.add_argument("--train-images", type=int,
                         help="train on the first N training images only (smoke tests; default: all 60,000)")
     args = parser.parse_args(argv)
     hp = dict(DEFAULTS[args.name])
-    for key in ("epochs", "batch_size", "lr", "seed"):
+    for key in ("epochs", "batch_size", "lr", "seed", "max_shift"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
     if hp["epochs"] < 1:
         parser.error(f"Invalid value for argument `--epochs`. Expected a positive int. Received: {hp['epochs']}.")
     command = (f"python -m sample_models.train {args.name} --epochs {hp['epochs']} "
-               f"--batch-size {hp['batch_size']} --lr {hp['lr']} --seed {hp['seed']}")
+               f"--batch-size {hp['batch_size']} --lr {hp['lr']} --seed {hp['seed']} --max-shift {hp['max_shift']}")
     if args.train_images is not None:
         command += f" --train-images {args.train_images}"
-    train(args.name, out_dir=args.out, command=command, train_images=args.train_images, **hp)
+    if args.init is not None:
+        command += f" --init {args.init}"
+    train(args.name, out_dir=args.out, command=command, train_images=args.train_images, init=args.init, **hp)
     return 0
 
 
