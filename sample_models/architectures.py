@@ -51,7 +51,7 @@ def build_resnet_fmnist(widths=(64, 128), blocks_per_stage=1, stem_filters=32) -
 
     Default: stem 32 channels at 28x28; stage 1 at 14x14 with 64 channels; stage 2 at 7x7 with 128
     channels; one basic block per stage (3x3 convs, BatchNorm, residual Add, 1x1 projection shortcuts);
-    global average pooling; Dense softmax head. About 0.38M parameters and 22.7M MACs per image.
+    global average pooling; Dense softmax head. About 0.29M parameters and 22.7M MACs per image.
 
     Example:
     >>> model = build_resnet_fmnist()
