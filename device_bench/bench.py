@@ -14,7 +14,7 @@ from .datasets import Dataset, load_dataset
 from .errors import BenchError
 from .results import BenchParams, BenchResult
 
-TARGETS_HELP = "host, tflm, ssh://user@host[:port] or qemu:<profile>"
+TARGETS_HELP = "host, tflm, ssh://user@host[:port] or qemu:<profile>[,<profile>...]"
 
 
 def _params_list(paths, params) -> list[BenchParams]:
@@ -105,23 +105,27 @@ def bench_models(paths: Sequence, params: BenchParams | Sequence[BenchParams] | 
     raise BenchError(f"Invalid target `{target}`. Expected {TARGETS_HELP}.")
 
 
-def _run_qemu(paths, params_list, profile: str, data) -> list[BenchResult]:
+def _run_qemu(paths, params_list, profiles: str, data) -> list[BenchResult]:
+    """Every model on every profile of `qemu:a53,a76` (profile-major), so one run compares both axes."""
     try:
         from . import qemu
     except ImportError as e:
         raise BenchError(f"The qemu target is not available in this installation ({e}).") from None
-    if profile not in qemu.PROFILES:
-        raise BenchError(f"Invalid QEMU profile `{profile}`. Expected one of {sorted(qemu.PROFILES)}.")
+    names = [p.strip() for p in profiles.split(",") if p.strip()]
+    for profile in names or [profiles]:
+        if profile not in qemu.PROFILES:
+            raise BenchError(f"Invalid QEMU profile `{profile}`. Expected one of {sorted(qemu.PROFILES)}.")
     ok, reason = qemu.available()
     if not ok:
         raise BenchError(f"The qemu target is not available: {reason}")
     from .host import error_result
 
     out = []
-    for path, params in zip(paths, params_list):
-        try:
-            out.append(qemu.run_qemu(path, profile, params, data=data))
-        except Exception as e:  # a model failing under emulation is an error row like on the host
-            out.append(error_result(path, params, " ".join(str(e).split())[:300] or type(e).__name__,
-                                    target=f"qemu:{profile}"))
+    for profile in names:
+        for path, params in zip(paths, params_list):
+            try:
+                out.append(qemu.run_qemu(path, profile, params, data=data))
+            except Exception as e:  # a model failing under emulation is an error row like on the host
+                out.append(error_result(path, params, " ".join(str(e).split())[:300] or type(e).__name__,
+                                        target=f"qemu:{profile}"))
     return out

@@ -1,4 +1,4 @@
-"""setup-arm is idempotent and quick the second time; `edge-lowrank bench --target qemu:<profile>` works."""
+"""setup-arm is idempotent and quick the second time; `edge-lowrank bench --target qemu:<profile>[,...]` works."""
 
 import json
 import os
@@ -44,15 +44,20 @@ def test_second_setup_takes_seconds(qemu_ready):
 def test_bench_cli_on_qemu_target(tmp_path, qemu_run):
     out = tmp_path / "r.json"
     p = subprocess.run([sys.executable, "-m", "edge_lowrank.cli.main", "bench", str(FIXTURES / "small_cnn_int8.tflite"),
-                        "--target", "qemu:cortex-a72", "--num-runs", "1", "--warmup-runs", "0", "--min-secs", "0",
+                        "--target", "qemu:cortex-a72,cortex-a53", "--num-runs", "1", "--warmup-runs", "0", "--min-secs", "0",
                         "--warmup-min-secs", "0", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "emulated" in p.stdout
     doc = json.loads(out.read_text())
     rows = doc["results"] if isinstance(doc, dict) else doc
-    (row,) = rows
-    assert row["target"] == "qemu-aarch64:cortex-a72" and row["emulated"] is True
-    assert row["instructions_per_inference"] > 100_000
+    a72, a53 = rows  # profile-major: every model on the first profile, then on the next
+    assert a72["target"] == "qemu-aarch64:cortex-a72" and a72["emulated"] is True
+    assert a53["target"] == "qemu-aarch64:cortex-a53"
+    assert a72["instructions_per_inference"] > 100_000
     # A72 and A53 share the ISA (Armv8.0, no dot product): only the cpuinfo part differs, and XNNPACK picks
-    # other kernels for it, so the counts differ.
-    assert row["instructions_per_inference"] != qemu_run("small_cnn_int8.tflite", "cortex-a53").instructions_per_inference
+    # other kernels for it, so the counts differ. The A53 count agrees with a separate run to 1e-4, not
+    # exactly: the CLI draws its own random inputs, and a few kernels (the builtin int8 SOFTMAX among them)
+    # branch on values (measured: 16 instructions in 718,891).
+    assert a72["instructions_per_inference"] != a53["instructions_per_inference"]
+    alone = qemu_run("small_cnn_int8.tflite", "cortex-a53").instructions_per_inference
+    assert a53["instructions_per_inference"] == pytest.approx(alone, rel=1e-4)
