@@ -85,3 +85,28 @@ class Factors:
         """Weights of all factors plus the bias (carried by the last factor)."""
         n = sum(int(k.size) for k in self.factor_kernels())
         return n + (0 if self.bias is None else int(self.bias.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoFactors(Factors):
+    """Two chained factors whose kernels multiply back into the layer's: `first` (..., r), `second` (..., r, out).
+
+    Shared by `channel`, `weight-svd` and `output`, which differ in how they choose the factors, not in shape.
+    """
+
+    first: np.ndarray
+    second: np.ndarray
+    bias: np.ndarray | None
+    relative_error: float
+
+    @property
+    def rank(self) -> int:
+        return int(self.first.shape[-1])
+
+    def factor_kernels(self):
+        return (self.first, self.second)
+
+    def to_kernel(self) -> np.ndarray:
+        r = self.rank
+        w = self.first.reshape(-1, r) @ self.second.reshape(r, -1)
+        return w.reshape(self.first.shape[:-1] + self.second.shape[-1:])

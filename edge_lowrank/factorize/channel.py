@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from edge_lowrank.factorize._base import (Factors, balanced_svd, check_bias, check_kernel, check_rank,
+from edge_lowrank.factorize._base import (TwoFactors, balanced_svd, check_bias, check_kernel, check_rank,
                                           relative_error)
 
 
@@ -23,26 +23,10 @@ def full_rank(shape) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class ChannelFactors(Factors):
+class ChannelFactors(TwoFactors):
     """`first` (k_h, k_w, c_in, r) (or (in, r) for Dense), `second` (1, 1, r, c_out) (or (r, out))."""
 
-    first: np.ndarray
-    second: np.ndarray
-    bias: np.ndarray | None
-    relative_error: float
     singular_values: np.ndarray
-
-    @property
-    def rank(self) -> int:
-        return int(self.first.shape[-1])
-
-    def factor_kernels(self):
-        return (self.first, self.second)
-
-    def to_kernel(self) -> np.ndarray:
-        r = self.rank
-        w = self.first.reshape(-1, r) @ self.second.reshape(r, -1)
-        return w.reshape(self.first.shape[:-1] + self.second.shape[-1:])
 
 
 def channel(kernel, rank: int, bias=None) -> ChannelFactors:

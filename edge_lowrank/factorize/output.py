@@ -17,35 +17,19 @@ import dataclasses
 import numpy as np
 
 from edge_lowrank.errors import DataError
-from edge_lowrank.factorize._base import Factors, check_bias, check_kernel, check_rank, relative_error
+from edge_lowrank.factorize._base import TwoFactors, check_bias, check_kernel, check_rank, relative_error
 
 
 @dataclasses.dataclass(frozen=True)
-class OutputFactors(Factors):
+class OutputFactors(TwoFactors):
     """`first` (k_h, k_w, c_in, r) (or (in, r)), `second` (1, 1, r, c_out) (or (r, out)), bias, errors.
 
     `relative_error` is of the kernel (comparable with the other schemes), `response_error` of the
     calibration responses, `eigenvalues` the response covariance spectrum.
     """
 
-    first: np.ndarray
-    second: np.ndarray
-    bias: np.ndarray | None
-    relative_error: float
     response_error: float
     eigenvalues: np.ndarray
-
-    @property
-    def rank(self) -> int:
-        return int(self.first.shape[-1])
-
-    def factor_kernels(self):
-        return (self.first, self.second)
-
-    def to_kernel(self) -> np.ndarray:
-        r = self.rank
-        w = self.first.reshape(-1, r) @ self.second.reshape(r, -1)
-        return w.reshape(self.first.shape[:-1] + self.second.shape[-1:])
 
 
 def response_stats(responses) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

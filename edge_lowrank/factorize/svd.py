@@ -13,30 +13,15 @@ import dataclasses
 
 import numpy as np
 
-from edge_lowrank.factorize._base import (Factors, balanced_svd, check_bias, check_kernel, check_rank,
+from edge_lowrank.factorize._base import (TwoFactors, balanced_svd, check_bias, check_kernel, check_rank,
                                           relative_error)
 
 
 @dataclasses.dataclass(frozen=True)
-class SVDFactors(Factors):
+class SVDFactors(TwoFactors):
     """`first` (m, r) then `second` (r, n) (shaped like the input kernel: (1, 1, m, r) for a 1x1 conv)."""
 
-    first: np.ndarray
-    second: np.ndarray
-    bias: np.ndarray | None
-    relative_error: float
     singular_values: np.ndarray
-
-    @property
-    def rank(self) -> int:
-        return int(self.first.shape[-1])
-
-    def factor_kernels(self):
-        return (self.first, self.second)
-
-    def to_kernel(self) -> np.ndarray:
-        w = self.first.reshape(-1, self.rank) @ self.second.reshape(self.rank, -1)
-        return w.reshape(self.first.shape[:-1] + self.second.shape[-1:])
 
 
 def max_useful_rank(m: int, n: int) -> int:
