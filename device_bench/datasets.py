@@ -13,9 +13,10 @@ One spelling for data on every command:
   labels ``y`` (N,).
 
 Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` files (``/usr/share/datasets/fashion-mnist``,
-overridable by the ``data_dir`` argument or ``$EDGE_LOWRANK_FASHION_MNIST_DIR``). Without them, and when Keras
-is installed and ``$EDGE_LOWRANK_OFFLINE`` is unset, it falls back to ``keras.datasets.fashion_mnist`` (which
-downloads). Images are float32 NHWC scaled to [0, 1]; labels are int64.
+overridable by the ``data_dir`` argument or ``$EDGE_LOWRANK_FASHION_MNIST_DIR``). Without them, and when
+``$EDGE_LOWRANK_OFFLINE`` is unset, it downloads the same files ``keras.datasets.fashion_mnist`` would into the
+cache folder (no Keras needed, so a board can do it too). Images are float32 NHWC scaled to [0, 1]; labels are
+int64.
 
 The calibration subset is 100 images of each class from the training split, the first ones of each class in
 a permutation of the 60,000 indices by ``numpy.random.default_rng(20240601)``: 1,000 images, always the same.
@@ -39,6 +40,8 @@ except ImportError:  # pragma: no cover - exercised on boards only
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 DATA_DIR_ENV = "EDGE_LOWRANK_FASHION_MNIST_DIR"
 OFFLINE_ENV = "EDGE_LOWRANK_OFFLINE"
+# Where keras.datasets.fashion_mnist downloads from; used only when the Debian files are missing.
+DOWNLOAD_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 CALIB_SEED = 20240601
 CALIB_PER_CLASS = 100
 SPLITS = ("train", "test", "calib")
@@ -83,6 +86,25 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
+def _download(name: str) -> Path:
+    """Fetch one IDX file into the cache (``$EDGE_LOWRANK_CACHE`` or ``~/.cache/edge-lowrank``), atomically."""
+    import tempfile
+    import urllib.request
+
+    cache = Path(os.environ.get("EDGE_LOWRANK_CACHE") or Path.home() / ".cache" / "edge-lowrank") / "fashion-mnist"
+    path = cache / name
+    if path.is_file():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(DOWNLOAD_URL + name, timeout=30) as resp:
+        data = resp.read()
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
+
+
 def _fashion_mnist_dir(data_dir=None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_FASHION_MNIST_DIR)
 
@@ -93,12 +115,9 @@ def _load_raw_split(split: str, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     if (folder / img_name).is_file() and (folder / lbl_name).is_file():
         return _read_idx(folder / img_name), _read_idx(folder / lbl_name)
     if not os.environ.get(OFFLINE_ENV):
-        try:
-            from keras.datasets import fashion_mnist  # downloads; only where there is internet
-
-            (xtr, ytr), (xte, yte) = fashion_mnist.load_data()
-            return (xtr, ytr) if split == "train" else (xte, yte)
-        except Exception:  # ImportError, or no internet: fall through to the one-line error
+        try:  # the files Keras' own loader downloads, cached; fails fast without internet
+            return _read_idx(_download(img_name)), _read_idx(_download(lbl_name))
+        except (OSError, DataError):
             pass
     raise DataError(
         f"Fashion-MNIST not found in {folder}: install Debian's package `dataset-fashion-mnist` "

@@ -123,3 +123,34 @@ def test_not_an_npz_is_refused(tmp_path):
         load_npz(path)
     with pytest.raises(DataError, match="does not exist"):
         load_npz(tmp_path / "missing.npz")
+
+
+def test_download_fallback_fetches_and_caches_the_idx_files(tmp_path, monkeypatch):
+    """Without the Debian files, the loader downloads the IDX files (here from a local HTTP server) once."""
+    import functools
+    import http.server
+    import threading
+
+    import device_bench.datasets as datasets
+
+    served = tmp_path / "served"
+    served.mkdir()
+    images = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
+    with gzip.open(served / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + np.array([3, 28, 28], ">u4").tobytes() + images.tobytes())
+    with gzip.open(served / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + np.array([3], ">u4").tobytes() + bytes([1, 2, 3]))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(datasets, "DOWNLOAD_URL", f"http://127.0.0.1:{server.server_port}/")
+        monkeypatch.setenv("EDGE_LOWRANK_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("EDGE_LOWRANK_OFFLINE", raising=False)
+        ds = load_fashion_mnist("test", data_dir=tmp_path / "no-debian-files")
+    finally:
+        server.shutdown()
+    np.testing.assert_array_equal(ds.y, [1, 2, 3])
+    assert (tmp_path / "cache" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").is_file()
+    again = load_fashion_mnist("test", data_dir=tmp_path / "no-debian-files")  # server gone: from the cache
+    np.testing.assert_array_equal(again.x, ds.x)
