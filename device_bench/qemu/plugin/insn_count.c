@@ -12,7 +12,7 @@
  * one the plugin appends "mark <a1> <total> <simd_fp> <simd_ldst> <dot> <i8mm> <sve>" to the file given by
  * `out=PATH`. A syscall ends a TB, so the totals are exact at the markers.
  *
- * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,marker=32282] ...
+ * Usage: qemu-aarch64 -plugin insn_count.so,out=counts.txt[,marker=32282] ...
  * The counters are shared by all vCPUs (guest threads): run the guest with one thread for exact counts.
  */
 #include <inttypes.h>
