@@ -101,8 +101,9 @@ def run_ssh(paths, params_list: list[BenchParams], target: str, *, data=None, in
         if not os.path.isfile(p):
             raise BenchError(f"Model file {p} does not exist.")
     budget = sum(p.timeout_s for p in params_list) + 120
-    remote = t.ssh("mktemp -d /tmp/device_bench.XXXXXX", CONNECT_TIMEOUT_S + 30).stdout.decode().strip()
-    if not remote.startswith("/tmp/device_bench."):
+    # The board's own temporary folder ($TMPDIR or its default), removed again at the end.
+    remote = t.ssh("mktemp -d -t device_bench.XXXXXX", CONNECT_TIMEOUT_S + 30).stdout.decode().strip()
+    if not (remote.startswith("/") and os.path.basename(remote).startswith("device_bench.")):
         raise BenchError(f"{t.label}: could not create a temporary folder on the board (got {remote!r}).")
     try:
         with tempfile.TemporaryDirectory(prefix="device_bench.ssh.") as tmp:
