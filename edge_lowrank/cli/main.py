@@ -22,15 +22,19 @@ SUCCESS, ERROR, UNKNOWN_ERROR, INTERRUPTED = 0, 1, 2, 130
 class CommandInfo:
     module: str
     summary: str
+    uses_tensorflow: bool = True
 
 
 COMMANDS = {
     "run": CommandInfo("edge_lowrank.cli.run", "Compress, convert, benchmark and report every scheme (the pipeline)."),
     "compress": CommandInfo("edge_lowrank.cli.compress", "Rewrite a Keras model's layers with a low-rank scheme."),
     "convert": CommandInfo("edge_lowrank.cli.convert", "Convert a Keras model to TFLite (float32, float16, dynamic, int8)."),
-    "inspect": CommandInfo("edge_lowrank.cli.inspect", "Show a .tflite file's ops, sizes, quantization, delegation and metadata."),
-    "bench": CommandInfo("edge_lowrank.cli.bench", "Benchmark .tflite files: latency, memory, accuracy (host, QEMU, TFLM, ssh)."),
-    "setup-arm": CommandInfo("edge_lowrank.cli.setup_arm", "Install QEMU, build the aarch64 sysroot and the instruction-count plugin."),
+    "inspect": CommandInfo("edge_lowrank.cli.inspect", "Show a .tflite file's ops, sizes, quantization, delegation and metadata.",
+                           uses_tensorflow=False),
+    "bench": CommandInfo("edge_lowrank.cli.bench", "Benchmark .tflite files: latency, memory, accuracy (host, QEMU, TFLM, ssh).",
+                         uses_tensorflow=False),
+    "setup-arm": CommandInfo("edge_lowrank.cli.setup_arm", "Install QEMU, build the aarch64 sysroot and the instruction-count plugin.",
+                             uses_tensorflow=False),
     "info": CommandInfo("edge_lowrank.cli.info", "Show a Keras model's parameters, MACs, size and accuracy."),
 }
 
@@ -51,6 +55,17 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with fd 2 silenced: its C++ start-up lines ("Could not find cuda drivers", absl
+    warnings) print even with TF_CPP_MIN_LOG_LEVEL=3 and would bury the command's own output."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from converters.quiet import quiet_fds
+
+    with quiet_fds(2):
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
@@ -68,6 +83,8 @@ def main(argv=None) -> int:
     from edge_lowrank.errors import EdgeLowrankError
 
     try:
+        if info.uses_tensorflow:
+            _import_tensorflow_quietly()
         return int(module.run(args) or 0)
     except EdgeLowrankError as e:
         print(f"edge-lowrank {name}: error: {e}", file=sys.stderr)
