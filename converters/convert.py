@@ -60,7 +60,8 @@ def _converter_message(exc: Exception, log: bytes) -> str:
 
 
 def to_tflite(model, *, precision: str = "float32", representative_data=None, float_io: bool = False,
-              metadata: dict | None = None, input_range=None, allow_select_tf_ops: bool = False) -> bytes:
+              metadata: dict | None = None, input_range=None, allow_select_tf_ops: bool = False,
+              equalize: bool = True) -> bytes:
     """Convert a Keras 3 model to TFLite bytes.
 
     Args:
@@ -74,6 +75,8 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
             version, precision and a hash of the weights are always added.
         input_range: (low, high) the model expects; representative data outside it is refused.
         allow_select_tf_ops: let the converter fall back to Select TF (Flex) ops.
+        equalize: for ``int8``, first equalize the channel ranges between chained low-rank factors on the
+            representative data (`converters.equalize`; the float function is unchanged).
 
     Returns:
         The flatbuffer bytes; the same model and data give the same bytes.
@@ -95,11 +98,18 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
                               "calibration); received representative_data=None.")
     static = with_static_batch(model, 1)
     calib = None
+    equalized = 0
     if precision == "int8":
         if len(static.inputs) != 1:
             raise ConversionError(f"int8 calibration supports single-input models; this one has "
                                   f"{len(static.inputs)} inputs.")
         calib = validate_representative_data(representative_data, static.inputs[0].shape[1:], input_range)
+        if equalize:
+            from converters.equalize import equalize_factor_chains
+
+            equal_model, equalized = equalize_factor_chains(model, calib)
+            if equalized:
+                static = with_static_batch(equal_model, 1)
 
     import tensorflow as tf
 
@@ -142,6 +152,7 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
     }
     if calib is not None:
         info["calibration_samples"] = int(len(calib))
+        info["equalized_factor_pairs"] = int(equalized)
     info.update(metadata or {})
     return embed_metadata(bytes(flat), info)
 

@@ -29,6 +29,9 @@ def add_arguments(parser):
                              "(default 0,1; 'any' to skip the check)")
     parser.add_argument("--float-io", action="store_true",
                         help="int8 only: keep float32 inputs and outputs instead of int8")
+    parser.add_argument("--no-equalize", action="store_true",
+                        help="int8 only: skip equalizing the channel ranges between chained low-rank factors "
+                             "on the calibration data (on by default; the float model is unchanged by it)")
     parser.add_argument("--eval-data", default=None,
                         help="held-out data for the fidelity check (default fashion-mnist:test when the input "
                              "is 28x28x1; 'none' to skip)")
@@ -116,7 +119,7 @@ def run(args) -> int:
 
     flat = to_tflite(model, precision=args.mode, representative_data=calib, float_io=args.float_io,
                      metadata=metadata, input_range=input_range,
-                     allow_select_tf_ops=args.allow_custom_ops)
+                     allow_select_tf_ops=args.allow_custom_ops, equalize=not args.no_equalize)
     audit = audit_ops(flat)
     require_builtin_only(audit, allow_custom=args.allow_custom_ops)
 
