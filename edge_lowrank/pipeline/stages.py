@@ -352,7 +352,7 @@ class Pipeline:
                 atomic_write_text(p, text)
                 files.append(p)
                 rec["c_source" if ext == "cc" else "c_header"] = f"c/{vid}.{ext}"
-        fid = converters.check_fidelity(_divisible_batch(model, len(self.inp.test)), tfl, self.inp.test, n=None)
+        fid = converters.check_fidelity(model, tfl, self.inp.test, n=None)
         rec["fidelity"] = _jsonable(fid.to_dict())
         rec["top1"] = fid.accuracy_tflite
         rec["top1_keras"] = fid.accuracy_keras
@@ -442,15 +442,6 @@ class Pipeline:
             return {"instructions": r.instructions_per_inference, "error": r.error}, []
         except EdgeLowrankError as e:
             return {"instructions": None, "error": _first_line(e)}, []
-
-
-def _divisible_batch(model, n: int):
-    """The model with a static batch that divides `n`, so every test image is scored in full batches."""
-    from edge_lowrank.modelio import with_static_batch
-
-    if model.inputs[0].shape[0] is not None:
-        return model
-    return with_static_batch(model, max(b for b in range(1, min(n, 256) + 1) if n % b == 0))
 
 
 def _jsonable(o):
