@@ -91,11 +91,16 @@ def _download(name: str) -> Path:
     import tempfile
     import urllib.request
 
-    cache = Path(os.environ.get("EDGE_LOWRANK_CACHE") or Path.home() / ".cache" / "edge-lowrank") / "fashion-mnist"
+    try:  # the project's one cache rule, when edge_lowrank is installed
+        from edge_lowrank.paths import cache_dir
+
+        cache = cache_dir("fashion-mnist")
+    except ImportError:  # pragma: no cover - on a board with device_bench alone
+        cache = Path(os.environ.get("EDGE_LOWRANK_CACHE") or Path.home() / ".cache" / "edge-lowrank") / "fashion-mnist"
+        cache.mkdir(parents=True, exist_ok=True)
     path = cache / name
     if path.is_file():
         return path
-    cache.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(DOWNLOAD_URL + name, timeout=30) as resp:
         data = resp.read()
     fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{name}.")
