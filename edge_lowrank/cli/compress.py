@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial")
+SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial", "auto")
 
 
 def add_arguments(parser):
     parser.add_argument("model", help="a .keras (or .h5) model file")
-    parser.add_argument("--scheme", required=True, choices=SCHEMES, help="the low-rank scheme")
+    parser.add_argument("--scheme", required=True, choices=SCHEMES,
+                        help="the low-rank scheme; auto: a scheme and rank per layer on measured cost")
     rule = parser.add_mutually_exclusive_group()
     rule.add_argument("--rank", type=int, help="the same rank for every layer (capped at each layer's full rank)")
     rule.add_argument("--rank-fraction", type=float, help="a fraction of each layer's full rank, in (0, 1]")
@@ -23,6 +24,12 @@ def add_arguments(parser):
     rule.add_argument("--vbmf", action="store_true", help="ranks from analytic empirical VBMF")
     rule.add_argument("--target-mac-ratio", type=float, help="global budget: model MACs <= R x original")
     rule.add_argument("--target-param-ratio", type=float, help="global budget: parameters <= R x original")
+    rule.add_argument("--target-latency-ratio", type=float,
+                      help="auto: measured cost <= R x original (default of auto: 0.5)")
+    parser.add_argument("--cost-target", default="host",
+                        help="auto: what to measure: host (int8 latency), qemu:a76 (ARM instructions) or macs")
+    parser.add_argument("--auto-schemes", default="spatial,channel,tucker2,weight-svd",
+                        help="auto: the schemes it may choose from")
     parser.add_argument("--layer-rank", action="append", default=[], metavar="NAME=R[xR2...]",
                         help="explicit ranks for one layer, overriding the rule (repeatable), e.g. conv2=16x32")
     parser.add_argument("--rank-multiple", type=int, default=8,
@@ -81,7 +88,11 @@ def run(args) -> int:
         vbmf=args.vbmf, target_mac_ratio=args.target_mac_ratio, target_param_ratio=args.target_param_ratio,
         rank_multiple=args.rank_multiple, fold_batchnorm=not args.no_fold_batchnorm, calib_data=calib,
         layers=tuple(s.strip() for s in args.layers.split(",")) if args.layers else None,
-        cp_time_budget_s=args.cp_time_budget, layer_ranks=layer_ranks or None)
+        cp_time_budget_s=args.cp_time_budget, layer_ranks=layer_ranks or None,
+        **({"target_latency_ratio": args.target_latency_ratio, "cost_target": args.cost_target,
+            "auto_schemes": tuple(s.strip() for s in args.auto_schemes.split(",") if s.strip())}
+           if args.scheme == "auto" else
+           {"target_latency_ratio": args.target_latency_ratio} if args.target_latency_ratio is not None else {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the report says the same, per layer
         new_model, report = compress(model, policy, verbose=not args.quiet)

@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_lowrank.errors import EdgeLowrankError
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd")
-ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial")
+ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial", "auto")
 
 
 class ConfigError(EdgeLowrankError, ValueError):
@@ -41,8 +41,12 @@ class RunConfig:
     out: str = _opt("runs/latest", "output folder; a rerun with the same folder reuses finished stages", type=str)
     schemes: str = _opt(",".join(DEFAULT_SCHEMES), f"comma-separated schemes, or `all` ({', '.join(ALL_SCHEMES)})",
                         type=str)
-    target_mac_ratio: float | None = _opt(0.5, "rank budget: keep this fraction of each rewritten layer's MACs",
-                                          type=float)
+    target_mac_ratio: float | None = _opt(0.5, "rank budget: the rewritten model keeps at most this fraction of "
+                                          "the whole model's MACs", type=float)
+    target_latency_ratio: float | None = _opt(None, "budget of `auto` in measured int8 latency (instead of "
+                                              "--target-mac-ratio): at most this fraction of the original's",
+                                              type=float)
+    cost_target: str = _opt("host", "what `auto` measures per op shape: host, qemu:<profile> or macs", type=str)
     rank: int | None = _opt(None, "fixed rank for every rewritten layer (overrides --target-mac-ratio)", type=int)
     rank_fraction: float | None = _opt(None, "rank as a fraction of the full rank (overrides the MAC budget)",
                                        type=float)
@@ -102,7 +106,7 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"Invalid value for `{name}`. Expected a positive int. Received: {name}={v}.")
-        for name in ("target_mac_ratio", "rank_fraction", "energy"):
+        for name in ("target_mac_ratio", "target_latency_ratio", "rank_fraction", "energy"):
             v = getattr(self, name)
             if v is not None and not 0 < v <= 1:
                 raise ConfigError(f"Invalid value for `{name}`. Expected a float in (0, 1]. Received: {name}={v}.")

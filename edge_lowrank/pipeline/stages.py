@@ -245,6 +245,11 @@ class Pipeline:
     def _policy_kwargs(self, scheme: str) -> dict:
         cfg = self.cfg
         explicit = any(v is not None for v in (cfg.rank, cfg.rank_fraction, cfg.energy))
+        if scheme == "auto":  # auto takes a budget only: latency when given, else the MAC budget
+            latency = cfg.target_latency_ratio
+            return {"scheme": scheme, "target_latency_ratio": latency, "cost_target": cfg.cost_target,
+                    "target_mac_ratio": None if latency is not None else cfg.target_mac_ratio,
+                    "rank_multiple": cfg.rank_multiple}
         return {"scheme": scheme, "rank": cfg.rank, "rank_fraction": cfg.rank_fraction, "energy": cfg.energy,
                 "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple}
 

@@ -38,6 +38,8 @@ class _Plan:
     choice: object = None
     factors: object = None
     input_shape: tuple | None = None
+    scheme: str | None = None  # the layer's own scheme (differs per layer under auto)
+    eligible: tuple = ()  # auto: the schemes this layer can take
 
 
 def _hw(shape):
@@ -170,6 +172,17 @@ def _check_calib(model, policy):
     return x[:MAX_CALIB_IMAGES]
 
 
+def _auto_eligibility(layer, schemes) -> tuple[tuple[str, ...], str | None]:
+    """auto: the schemes `layer` can take, and why none when there are none."""
+    reasons = {s: _eligibility(layer, s) for s in schemes}
+    ok = tuple(s for s, r in reasons.items() if r is None)
+    if ok:
+        return ok, None
+    if all(r == "unsupported" for r in reasons.values()):
+        return (), "unsupported"
+    return (), "; ".join(sorted({r for r in reasons.values() if r != "unsupported"}))
+
+
 def _wanted(site: G.Site, policy) -> bool:
     return policy.layers is None or site.name in policy.layers or site.layer.name in policy.layers
 
@@ -217,10 +230,13 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
             if id(site.layer) in seen:
                 continue
             seen.add(id(site.layer))
-            reason = _eligibility(site.layer, scheme)
+            if scheme == "auto":
+                ok, reason = _auto_eligibility(site.layer, policy.auto_schemes)
+            else:
+                ok, reason = (scheme,), _eligibility(site.layer, scheme)
             if reason == "unsupported":
                 continue
-            plan = _Plan(site)
+            plan = _Plan(site, eligible=ok)
             plans.append(plan)
             if reason is None and not _wanted(site, policy):
                 reason = "not among the layers asked for"
@@ -246,14 +262,22 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
 
             p.eigenvalues = response_stats(p.responses)[1]
             p.spec = dataclasses.replace(p.spec, n_responses=len(p.responses))
-    _choose_ranks(model, policy, plans, live)
+    auto = None
+    if scheme == "auto":
+        from edge_lowrank.auto.plan import plan_auto
+
+        auto = plan_auto(model, policy, live, eligible={id(p): p.eligible for p in live}, verbose=verbose)
+    else:
+        for p in live:
+            p.scheme = scheme
+        _choose_ranks(model, policy, plans, live)
     for p in live:
         if p.reason is not None:
             continue
         if verbose:
-            print(f"  {p.site.name}: {scheme} at ranks {p.choice.rank} ...", flush=True)
+            print(f"  {p.site.name}: {p.scheme} at ranks {p.choice.rank} ...", flush=True)
         t0 = time.monotonic()
-        p.factors = run_scheme(scheme, p.spec.kind, p.kernel, p.choice.rank, p.bias, responses=p.responses,
+        p.factors = run_scheme(p.scheme, p.spec.kind, p.kernel, p.choice.rank, p.bias, responses=p.responses,
                                cp_n_iter_max=policy.cp_n_iter_max, cp_time_budget_s=policy.cp_time_budget_s)
         if verbose:
             print(f"  {p.site.name}: done in {time.monotonic() - t0:.1f} s, relative error "
@@ -262,7 +286,7 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     decisions = _decisions(plans, scheme)
     before, after = profile_model(model), profile_model(new_model)
     report = RewriteReport(scheme, policy.describe(), tuple(decisions), before.params, after.params, before.macs,
-                           after.macs, time.monotonic() - start)
+                           after.macs, time.monotonic() - start, auto=None if auto is None else auto.to_dict())
     if not report.changed:
         warnings.warn(f"compress: no layer was rewritten with {scheme} ({policy.describe()}); "
                       f"the report says why for each layer.", stacklevel=2)
@@ -387,8 +411,8 @@ def _decisions(plans, scheme):
             rows.append(LayerDecision(p.site.name, type(layer).__name__, scheme, "kept", p.reason or "not chosen",
                                       None, pb, pb, mb, mb, None))
             continue
-        p1, m1 = cost(scheme, p.spec, p.choice.rank)
-        rows.append(LayerDecision(p.site.name, type(layer).__name__, scheme, "factorized", None,
+        p1, m1 = cost(p.scheme, p.spec, p.choice.rank)
+        rows.append(LayerDecision(p.site.name, type(layer).__name__, p.scheme, "factorized", None,
                                   tuple(int(r) for r in p.choice.rank), pb, p1, mb, m1,
                                   float(p.factors.relative_error), p.choice.kept_energy,
                                   getattr(p.factors, "response_error", None)))

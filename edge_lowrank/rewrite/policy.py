@@ -10,14 +10,18 @@ from edge_lowrank.rank.schemes import SCHEMES
 from edge_lowrank.rank.select import RankError, check_policy_numbers
 
 DEFAULT_ENERGY = 0.9
+POLICY_SCHEMES = SCHEMES + ("auto",)
+DEFAULT_AUTO_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd")
+DEFAULT_LATENCY_RATIO = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
 class CompressionPolicy:
-    """A scheme and one rank rule for the whole model.
+    """A scheme and one rank rule for the whole model, or `auto`: a scheme and ranks per layer.
 
     Args:
-        scheme: one of `SCHEMES`.
+        scheme: one of `SCHEMES`, or "auto" (see `edge_lowrank.auto`): per layer the scheme and rank that
+            meet `target_latency_ratio` (measured cost) or `target_mac_ratio` with the least kernel error.
         rank, rank_fraction, energy, vbmf, target_mac_ratio, target_param_ratio: the rank rule; give at most
             one (none means `energy=0.9`).
         rank_multiple: ranks are rounded up to a multiple of it (1 turns rounding off), capped at full rank.
@@ -28,6 +32,11 @@ class CompressionPolicy:
         skip_unprofitable: keep a layer whose factorization would not reduce its parameters and MACs.
         layer_ranks: explicit ranks for some layers, {name: int or tuple (one entry per rank of the scheme)},
             overriding the rule for them (no rounding; an entry above that layer's full rank is an error).
+        target_latency_ratio: auto only: the model's measured cost at most this fraction of the original's
+            (the default budget of auto, 0.5).
+        auto_schemes: the schemes auto may choose from.
+        cost_target: what auto measures: "host" (int8 latency, one thread, XNNPACK), "qemu:<profile>" (ARM
+            instructions) or "macs" (nothing measured).
     """
 
     scheme: str = "tucker2"
@@ -45,11 +54,15 @@ class CompressionPolicy:
     cp_n_iter_max: int = 100
     skip_unprofitable: bool = True
     layer_ranks: dict | None = dataclasses.field(default=None, compare=False)
+    target_latency_ratio: float | None = None
+    auto_schemes: tuple[str, ...] = DEFAULT_AUTO_SCHEMES
+    cost_target: str = "host"
 
     def __post_init__(self):
-        if self.scheme not in SCHEMES:
-            raise RankError(f"Invalid value for argument `scheme`. Expected one of {', '.join(SCHEMES)}. "
+        if self.scheme not in POLICY_SCHEMES:
+            raise RankError(f"Invalid value for argument `scheme`. Expected one of {', '.join(POLICY_SCHEMES)}. "
                              f"Received: scheme={self.scheme!r}.")
+        self._check_auto()
         rules = {"rank": self.rank, "rank_fraction": self.rank_fraction, "energy": self.energy,
                  "vbmf": self.vbmf or None, "target_mac_ratio": self.target_mac_ratio,
                  "target_param_ratio": self.target_param_ratio}
@@ -74,6 +87,37 @@ class CompressionPolicy:
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))
 
+    def _check_auto(self):
+        if self.scheme != "auto":
+            if self.target_latency_ratio is not None:
+                raise RankError("`target_latency_ratio` needs scheme='auto' (the per-layer choice on measured "
+                                "cost); the fixed schemes take target_mac_ratio.")
+            return
+        given = [k for k in ("rank", "rank_fraction", "energy") if getattr(self, k) is not None]
+        given += ["vbmf"] if self.vbmf else []
+        given += ["target_param_ratio"] if self.target_param_ratio is not None else []
+        given += ["layer_ranks"] if self.layer_ranks else []
+        if given:
+            raise RankError(f"scheme='auto' chooses ranks itself from a budget: give target_latency_ratio or "
+                            f"target_mac_ratio, not {', '.join(given)}.")
+        if self.target_latency_ratio is not None and self.target_mac_ratio is not None:
+            raise RankError("Give one budget to auto: target_latency_ratio or target_mac_ratio, not both.")
+        if self.target_latency_ratio is None and self.target_mac_ratio is None:
+            object.__setattr__(self, "target_latency_ratio", DEFAULT_LATENCY_RATIO)
+        v = self.target_latency_ratio
+        if v is not None and not 0.0 < v <= 1.0:
+            raise RankError(f"Invalid value for argument `target_latency_ratio`. Expected a float in (0, 1]. "
+                            f"Received: target_latency_ratio={v}.")
+        object.__setattr__(self, "auto_schemes", tuple(self.auto_schemes))
+        bad = [s for s in self.auto_schemes if s not in ("spatial", "channel", "tucker2", "weight-svd")]
+        if bad or not self.auto_schemes:
+            raise RankError(f"Invalid value for argument `auto_schemes`. Expected some of spatial, channel, "
+                            f"tucker2, weight-svd. Received: {', '.join(self.auto_schemes) or 'none'}.")
+        t = self.cost_target
+        if not isinstance(t, str) or not (t in ("host", "macs") or t.startswith("qemu:")):
+            raise RankError(f"Invalid value for argument `cost_target`. Expected host, macs or qemu:<profile>. "
+                            f"Received: cost_target={t!r}.")
+
     @property
     def rule(self) -> dict:
         """The rank rule in effect, as keyword arguments of `choose_rank` (or a budget)."""
@@ -88,6 +132,11 @@ class CompressionPolicy:
         return {"energy": float(self.energy if self.energy is not None else DEFAULT_ENERGY)}
 
     def describe(self) -> str:
+        if self.scheme == "auto":
+            what = (f"target MAC ratio {self.target_mac_ratio}" if self.target_mac_ratio is not None
+                    else f"target {'latency' if self.cost_target == 'host' else self.cost_target} "
+                         f"ratio {self.target_latency_ratio}")
+            return f"{what}, measured on {self.cost_target}" if self.cost_target != "macs" else what
         r = self.rule
         if not r:
             return (f"target MAC ratio {self.target_mac_ratio}" if self.target_mac_ratio is not None

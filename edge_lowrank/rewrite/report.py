@@ -40,6 +40,7 @@ class RewriteReport:
     macs_before: int
     macs_after: int
     seconds: float = 0.0
+    auto: dict | None = None  # scheme "auto": the budget, measured costs and the choice per layer
 
     @property
     def changed(self) -> bool:
@@ -51,7 +52,8 @@ class RewriteReport:
                 "macs_before": self.macs_before, "macs_after": self.macs_after,
                 "param_ratio": self.params_after / self.params_before if self.params_before else 1.0,
                 "mac_ratio": self.macs_after / self.macs_before if self.macs_before else 1.0,
-                "seconds": round(self.seconds, 3), "layers": [d.to_dict() for d in self.layers]}
+                "seconds": round(self.seconds, 3), "layers": [d.to_dict() for d in self.layers],
+                **({"auto": self.auto} if self.auto is not None else {})}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -62,7 +64,10 @@ class RewriteReport:
                 "MACs after", "rel. error", "reason")
         rows = []
         for d in self.layers:
-            rows.append((d.name, d.class_name, d.action, "x".join(map(str, d.ranks)) if d.ranks else "-",
+            ranks = "x".join(map(str, d.ranks)) if d.ranks else "-"
+            if self.scheme == "auto" and d.ranks:
+                ranks = f"{d.scheme} {ranks}"
+            rows.append((d.name, d.class_name, d.action, ranks,
                          f"{d.params_before:,}", f"{d.params_after:,}", f"{d.macs_before:,}",
                          f"{d.macs_after:,}", "-" if d.rel_error is None else f"{d.rel_error:.4f}",
                          d.reason or ""))
@@ -82,4 +87,10 @@ class RewriteReport:
         lines.append(f"model: {self.params_before:,} -> {self.params_after:,} parameters ({pr:.3f}x), "
                      f"{self.macs_before:,} -> {self.macs_after:,} MACs per image ({mr:.3f}x); "
                      f"{n_fact} layers factorized, {n_kept} kept")
+        if self.auto is not None:
+            a, unit = self.auto, self.auto["unit"]
+            if a.get("original_cost"):
+                lines.append(f"{a['budget_rule']}; predicted cost {a['predicted_cost']:,.1f} of "
+                             f"{a['original_cost']:,.1f} {unit} ({a['predicted_cost'] / a['original_cost']:.3f}x)"
+                             f"{'' if a['budget_met'] else ', budget NOT met'}")
         return "\n".join(lines)
