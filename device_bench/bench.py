@@ -112,6 +112,8 @@ def _run_qemu(paths, params_list, profiles: str, data) -> list[BenchResult]:
     except ImportError as e:
         raise BenchError(f"The qemu target is not available in this installation ({e}).") from None
     names = [p.strip() for p in profiles.split(",") if p.strip()]
+    # short names: `a76` is `cortex-a76`
+    names = [n if n in qemu.PROFILES or f"cortex-{n}" not in qemu.PROFILES else f"cortex-{n}" for n in names]
     for profile in names or [profiles]:
         if profile not in qemu.PROFILES:
             raise BenchError(f"Invalid QEMU profile `{profile}`. Expected one of {sorted(qemu.PROFILES)}.")

@@ -77,10 +77,14 @@ def _tail(sq: np.ndarray) -> np.ndarray:
 
 
 def layer_options(spec: S.LayerSpec, kernel, *, schemes=AUTO_SCHEMES, multiple: int = 8,
-                  limit: int = MAX_RANKS_PER_SCHEME) -> list[Option]:
-    """The original layer (first) and every (scheme, rank) on the grid that has fewer MACs than it."""
+                  limit: int = MAX_RANKS_PER_SCHEME, extra=()) -> list[Option]:
+    """The original layer (first) and every (scheme, rank) on the grid that has fewer MACs than it.
+
+    `extra`: more (scheme, ranks) to include (e.g. what a single scheme's MAC budget gives this layer).
+    """
     p0, m0 = S.original_cost(spec)
     out = [Option(None, None, 0.0, m0, p0)]
+    extra = [(sc, tuple(int(r) for r in rs)) for sc, rs in extra]
     for scheme in schemes_for(spec, schemes):
         if scheme == "cp":
             continue  # no error without running ALS; see `edge_lowrank.auto` on why cp is left out
@@ -95,6 +99,8 @@ def layer_options(spec: S.LayerSpec, kernel, *, schemes=AUTO_SCHEMES, multiple: 
                 grid.append((r1, min(r2, full[1])))
         else:
             grid = [(r,) for r in rank_grid(full[0], multiple, limit)]
+        grid += [rs for sc, rs in extra if sc == scheme and rs not in grid and len(rs) == len(full)
+                 and all(r <= f for r, f in zip(rs, full)) and any(r < f for r, f in zip(rs, full))]
         for ranks in grid:
             p1, m1 = S.cost(scheme, spec, ranks)
             if m1 >= m0:

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES, Option, layer_options
-from edge_lowrank.auto.select import choose
+from edge_lowrank.auto.select import Selection, choose
 from edge_lowrank.rank.select import RankChoice
 
 
@@ -44,6 +44,7 @@ class AutoResult:
     layers: dict  # name -> {"chosen": label, "cost_before", "cost_after", "options": n}
     measured: int  # micro models measured in this call (0 when all came from the cache)
     table: str | None
+    single_schemes: dict | None = None  # MAC budget: each single scheme's predicted cost, and the one to beat
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,11 +104,124 @@ def micro_model(layer, spec, input_shape, has_bias: bool, option: Option):
     return keras.Sequential([inp, build_block(layer, factors, tuple(input_shape), dk)])
 
 
-def _options_for(plan, allowed, multiple):
-    return layer_options(plan.spec, plan.kernel, schemes=allowed, multiple=multiple)
+SENSITIVITY_IMAGES = 128
 
 
-def plan_auto(model, policy, live, *, eligible, verbose: bool = False) -> AutoResult:
+def _divergence(ref: np.ndarray, out: np.ndarray) -> float:
+    """How far the model's outputs moved: KL for probabilities, relative squared error otherwise."""
+    ref, out = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
+    probs = np.all(ref >= 0) and np.allclose(ref.sum(-1), 1.0, atol=1e-3)
+    if probs:
+        r, o = np.clip(ref, 1e-7, 1), np.clip(out, 1e-7, 1)
+        return float(np.mean(np.sum(r * (np.log(r) - np.log(o)), axis=-1)))
+    return float(np.mean((ref - out) ** 2) / max(np.var(ref), 1e-12))
+
+
+def sensitivities(model, rows, calib) -> list:
+    """Per layer, a curve from kernel error to how far the model's outputs move, on calibration images.
+
+    Each layer alone is rewritten with two probe options (kernel errors nearest 0.1 and 0.5) and the model's
+    outputs are compared with the original's (KL for probabilities). A power law `d = a * e**b` through the
+    two points (b clamped to [0.5, 3]) then prices every option of the layer: a layer feeding a residual
+    branch of small scale counts for what it does to the prediction, and a layer whose damage grows fast
+    past a point is not pushed there. Returns (a, b) per layer, or None where nothing could be probed.
+    """
+    import warnings as _w
+
+    from edge_lowrank.rewrite import CompressionPolicy, compress
+
+    x = np.asarray(calib, np.float32)[:SENSITIVITY_IMAGES]
+    ref = np.asarray(model.predict(x, verbose=0))
+
+    def shift(p, o):
+        pol = CompressionPolicy(o.scheme, layers=(p.site.name,), layer_ranks={p.site.name: o.ranks},
+                                rank_multiple=1, skip_unprofitable=False)
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")
+            one, _ = compress(model, pol)
+        return max(_divergence(ref, np.asarray(one.predict(x, verbose=0))), 1e-12)
+
+    out = []
+    for p, opts in rows:
+        probes = [o for o in opts[1:] if o.error > 1e-6]
+        if not probes:
+            out.append(None)
+            continue
+        lo = min(probes, key=lambda o: abs(o.error - 0.1))
+        hi = min(probes, key=lambda o: abs(o.error - 0.5))
+        d_lo = shift(p, lo)
+        if hi is lo or abs(np.log(hi.error / lo.error)) < 0.2:
+            out.append((d_lo / lo.error, 1.0))
+            continue
+        d_hi = shift(p, hi)
+        b = float(np.clip(np.log(d_hi / d_lo) / np.log(hi.error / lo.error), 0.5, 3.0))
+        out.append((d_lo / lo.error ** b, b))
+    return out
+
+
+def _single_scheme_ranks(plans, policy, total_macs) -> dict:
+    """{scheme: {id(plan): ranks}}: what each single scheme's MAC budget (one energy threshold, as
+    `compress` does for that scheme) gives every layer it takes."""
+    from edge_lowrank.rank import budget_energy, original_cost
+
+    out = {}
+    for s in policy.auto_schemes:
+        mine = [p for p, allowed in plans if s in allowed]
+        if not mine:
+            continue
+        fixed = total_macs - sum(original_cost(p.spec)[1] for p in mine)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, ranks = budget_energy([(s, p.spec, p.kernel, None) for p in mine], policy.target_mac_ratio,
+                                     fixed_cost=fixed, metric="macs", multiple=policy.rank_multiple)
+        out[s] = {id(p): tuple(int(r) for r in rs) for p, rs in zip(mine, ranks)}
+    return out
+
+
+def _single_meets(scheme, ranks, rows, fixed_macs, target_macs) -> bool:
+    """Whether a single scheme's ranks meet the MAC budget (layers it would not shrink stay as they are)."""
+    from edge_lowrank.rank.schemes import cost as scheme_cost
+
+    total = fixed_macs
+    for p, opts in rows:
+        r = ranks.get(id(p))
+        m0 = opts[0].macs
+        total += min(m0, scheme_cost(scheme, p.spec, r)[1]) if r else m0
+    return total <= target_macs * (1 + 1e-9)
+
+
+def _choose_with_macs(layers, rows, limit, fixed, macs_of, target_macs, iterations: int = 30):
+    """Least damage within the cost `limit` whose MACs meet the budget: a price on MACs, found by bisection."""
+    sel = choose(layers, limit, fixed)
+    if not sel.met:
+        return None
+    if macs_of(sel.picks) <= target_macs:
+        return sel
+    scale = max(max(d for d, _ in opts) for opts in layers) or 1.0
+    per_mac = scale / max(target_macs, 1.0)
+    lo, hi, best = 0.0, per_mac, None
+    for _ in range(60):  # find a price high enough
+        priced = [[(d + hi * o.macs, c) for (d, c), o in zip(opts, r[1])] for opts, r in zip(layers, rows)]
+        sel = choose(priced, limit, fixed)
+        if sel.met and macs_of(sel.picks) <= target_macs:
+            best = sel
+            break
+        hi *= 4.0
+    if best is None:
+        return None
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        priced = [[(d + mid * o.macs, c) for (d, c), o in zip(opts, r[1])] for opts, r in zip(layers, rows)]
+        sel = choose(priced, limit, fixed)
+        if sel.met and macs_of(sel.picks) <= target_macs:
+            hi, best = mid, sel
+        else:
+            lo = mid
+    err = sum(layers[k][i][0] for k, i in enumerate(best.picks))
+    return dataclasses.replace(best, error=err)
+
+
+def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = False) -> AutoResult:
     """Set `plan.scheme` and `plan.choice` (or `plan.reason`) on every live plan of `compress`.
 
     Args:
@@ -115,20 +229,27 @@ def plan_auto(model, policy, live, *, eligible, verbose: bool = False) -> AutoRe
         policy: its `CompressionPolicy` (scheme "auto").
         live: the `compress` plans that can be rewritten (spec, kernel, input shape known).
         eligible: {id(plan): schemes `compress` allows for that layer}.
+        calib: checked calibration images (N, H, W, C) or None: layer sensitivities and int8 calibration of
+            the whole-model timing.
     """
     from edge_lowrank.auto.costs import CostTable, layer_key, model_key
     from edge_lowrank.profile import profile_model
 
     measure = policy.cost_target != "macs"
     table = CostTable(policy.cost_target, verbose=verbose) if measure else None
-    rows = []  # (plan, options)
+    prof = profile_model(model)
+    plans = []  # (plan, schemes it may take)
     for p in live:
-        allowed = tuple(s for s in policy.auto_schemes if s in eligible[id(p)])
-        opts = _options_for(p, allowed, policy.rank_multiple)
         if measure and any(d is None for d in p.input_shape[:-1]):
             p.reason = "auto: the input size is not fixed, so the layer's cost cannot be measured"
             continue
-        rows.append((p, opts))
+        plans.append((p, tuple(s for s in policy.auto_schemes if s in eligible[id(p)])))
+    singles = _single_scheme_ranks(plans, policy, prof.macs) if policy.target_mac_ratio is not None else {}
+    rows = []  # (plan, options)
+    for p, allowed in plans:
+        extra = [(s, ranks[id(p)]) for s, ranks in singles.items() if id(p) in ranks]
+        rows.append((p, layer_options(p.spec, p.kernel, schemes=allowed, multiple=policy.rank_multiple,
+                                      extra=extra)))
     if measure:
         items = []
         for p, opts in rows:
@@ -140,53 +261,62 @@ def plan_auto(model, policy, live, *, eligible, verbose: bool = False) -> AutoRe
         rows = [(p, [dataclasses.replace(o, cost=next(values)) for o in opts]) for p, opts in rows]
     else:
         rows = [(p, [dataclasses.replace(o, cost=float(o.macs)) for o in opts]) for p, opts in rows]
+    all_rows = rows
     # never a factorized layer slower than the layer it replaced
     rows = [(p, [opts[0]] + [o for o in opts[1:] if o.cost < opts[0].cost]) for p, opts in rows]
 
-    prof = profile_model(model)
     cand_macs = sum(opts[0].macs for _, opts in rows)
     fixed_macs = prof.macs - cand_macs
     if measure:
-        calib = policy.calib_data
-        if calib is None:
-            calib = np.random.default_rng(0).standard_normal((8,) + tuple(model.inputs[0].shape[1:]))
-        calib = np.asarray(calib, np.float32)[:16]
-
-        whole = table.lookup([(model_key(model), lambda: model, calib)])[0] if len(model.inputs) == 1 else None
+        whole_calib = calib
+        if whole_calib is None:
+            whole_calib = np.random.default_rng(0).standard_normal((8,) + tuple(model.inputs[0].shape[1:]))
+        whole_calib = np.asarray(whole_calib, np.float32)[:16]
+        whole = table.lookup([(model_key(model), lambda: model, whole_calib)])[0] if len(model.inputs) == 1 else None
         cand_cost = sum(opts[0].cost for _, opts in rows)
         fixed = max(0.0, whole - cand_cost) if whole is not None else 0.0
         original = fixed + cand_cost
     else:
         fixed, original = float(fixed_macs), float(prof.macs)
-    layers = [[(o.error, o.cost) for o in opts] for _, opts in rows]
 
+    curves = [None] * len(rows)
+    if calib is not None and policy.auto_sensitivity and rows:
+        curves = sensitivities(model, rows, calib)
+    if any(c is not None for c in curves):  # damage in output divergence; unprobed layers at the median price
+        med = float(np.median([a * 0.2 ** b for a, b in (c for c in curves if c is not None)])) / 0.2
+        curves = [c if c is not None else (med, 1.0) for c in curves]
+    else:
+        curves = [(1.0, 1.0)] * len(rows)
+    damage = [[a * o.error ** b for o in opts] for (a, b), (_, opts) in zip(curves, rows)]
+    layers = [[(d, o.cost) for d, o in zip(ds, opts)] for ds, (_, opts) in zip(damage, rows)]
+
+    def macs_of(picks):
+        return fixed_macs + sum(opts[i].macs for (_, opts), i in zip(rows, picks))
+
+    comparison = None
     if policy.target_mac_ratio is not None:
         target_macs = policy.target_mac_ratio * prof.macs
         rule = f"auto: whole-model MACs at most {policy.target_mac_ratio:g}x"
-
-        def macs_of(sel):
-            return fixed_macs + sum(opts[i].macs for (_, opts), i in zip(rows, sel.picks))
-
-        lo_b = fixed + sum(min(c for _, c in opts) for opts in layers)
-        hi_b = original
-        best = choose(layers, lo_b, fixed)
-        if macs_of(choose(layers, hi_b, fixed)) <= target_macs:  # the model already meets it
-            best = choose(layers, hi_b, fixed)
-        elif macs_of(best) > target_macs:
-            # the cheapest-in-cost choices do not meet the MAC budget: take the fewest MACs instead
-            picks = tuple(min(range(len(opts)), key=lambda i: (opts[i].macs, opts[i].error)) for _, opts in rows)
-            best = dataclasses.replace(best, picks=picks, met=False,
-                                       cost=fixed + sum(opts[i].cost for (_, opts), i in zip(rows, picks)))
-        else:
-            for _ in range(40):
-                mid = (lo_b + hi_b) / 2
-                sel = choose(layers, mid, fixed)
-                if macs_of(sel) <= target_macs:
-                    lo_b, best = mid, sel
-                else:
-                    hi_b = mid
-        met = macs_of(best) <= target_macs
-        selection = dataclasses.replace(best, met=met)
+        # the fastest single scheme at this MAC budget (its uniform-energy ranks, measured) sets the time to beat
+        single_cost = {}
+        for s, ranks in singles.items():
+            total = fixed
+            for (p, opts) in all_rows:
+                r = ranks.get(id(p))
+                o = next((o for o in opts if o.scheme == s and o.ranks == r), opts[0]) if r else opts[0]
+                total += o.cost
+            single_cost[s] = total
+        met_singles = {s: c for s, c in single_cost.items()
+                       if _single_meets(s, singles[s], rows, fixed_macs, target_macs)}
+        limit = min(met_singles.values()) if met_singles else original
+        selection = _choose_with_macs(layers, rows, limit, fixed, macs_of, target_macs)
+        if selection is None:  # no choice within that time meets the MACs: fewest MACs that are not slower
+            picks = tuple(min(range(len(opts)), key=lambda i: (opts[i].macs, layers[k][i][0]))
+                          for k, (_, opts) in enumerate(rows))
+            cost = fixed + sum(opts[i].cost for (_, opts), i in zip(rows, picks))
+            selection = Selection(picks, cost, limit, sum(layers[k][i][0] for k, i in enumerate(picks)), False)
+        comparison = {"single_scheme_cost": single_cost, "cost_to_beat": limit if met_singles else None}
+        selection = dataclasses.replace(selection, met=macs_of(selection.picks) <= target_macs)
     else:
         ratio = policy.target_latency_ratio
         rule = f"auto: {'latency' if policy.cost_target == 'host' else policy.cost_target + ' cost'} " \
@@ -198,10 +328,11 @@ def plan_auto(model, policy, live, *, eligible, verbose: bool = False) -> AutoRe
     from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
 
     detail = {}
-    for (p, opts), i in zip(rows, selection.picks):
+    for (p, opts), i, c, damage in zip(rows, selection.picks, curves, layers):
         o = opts[i]
         detail[p.site.name] = {"chosen": o.label, "cost_before": opts[0].cost, "cost_after": o.cost,
-                               "options": len(opts) - 1, "error": o.error}
+                               "options": len(opts) - 1, "error": o.error,
+                               "damage": damage[i][0], "sensitivity": None if c is None else list(c)}
         if o.scheme is None:
             p.reason = ("auto: no option is faster than the layer" if len(opts) == 1
                         else "auto: keeping it is the best use of the budget")
@@ -214,7 +345,7 @@ def plan_auto(model, policy, live, *, eligible, verbose: bool = False) -> AutoRe
         if p.choice is None and p.reason is None:
             p.reason = "auto: not measured"
     return AutoResult(table.unit if measure else "MACs", rule, original, selection.cost, fixed, selection.met,
-                      detail, table.measured if measure else 0, str(table.path) if measure else None)
+                      detail, table.measured if measure else 0, str(table.path) if measure else None, comparison)
 
 
 __all__ = ["AUTO_SCHEMES", "AutoResult", "plan_auto", "micro_model"]

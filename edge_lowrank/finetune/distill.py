@@ -107,7 +107,10 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
                   and lyr.trainable]
         for lyr in frozen:
             lyr.trainable = False
-        student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        # cosine decay to 5 % of the rate over the whole run: the last steps settle instead of bouncing
+        steps = epochs * -(-len(train) // batch_size)
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1), alpha=0.05)
+        student.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
         hist = student.fit(train.x, targets, epochs=epochs, batch_size=batch_size, shuffle=True,
                            verbose=1 if verbose else 0)
         out["loss"] = [float(v) for v in hist.history["loss"]]

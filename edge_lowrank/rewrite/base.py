@@ -155,7 +155,7 @@ def _collect_responses(plan: _Plan, feeders, calib, seed: int = 0):
 
 
 def _check_calib(model, policy):
-    if policy.scheme != "output":
+    if policy.scheme not in ("output", "auto") or policy.scheme == "auto" and policy.calib_data is None:
         return None
     if policy.calib_data is None:
         raise DataError("The `output` scheme fits each layer to its responses on real data: it needs "
@@ -266,7 +266,8 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     if scheme == "auto":
         from edge_lowrank.auto.plan import plan_auto
 
-        auto = plan_auto(model, policy, live, eligible={id(p): p.eligible for p in live}, verbose=verbose)
+        auto = plan_auto(model, policy, live, eligible={id(p): p.eligible for p in live}, calib=calib,
+                         verbose=verbose)
     else:
         for p in live:
             p.scheme = scheme

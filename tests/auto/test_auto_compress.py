@@ -75,3 +75,37 @@ def test_latency_budget_on_the_host_uses_a_cached_cost_table(tmp_path, monkeypat
     _, rep2 = compress(m, CompressionPolicy("auto", target_latency_ratio=0.6))
     assert rep2.auto["measured"] == 0  # every shape came from the table
     assert [d.ranks for d in rep2.layers] == [d.ranks for d in rep.layers]
+
+
+def test_compress_cli_auto(tmp_path, capsys):
+    from edge_lowrank.cli.main import main
+
+    path = tmp_path / "m.keras"
+    _model().save(path)
+    rep = tmp_path / "rep.json"
+    code = main(["compress", str(path), "--scheme", "auto", "--target-mac-ratio", "0.5", "--cost-target", "macs",
+                 "-o", str(tmp_path / "small.keras"), "--json", str(rep), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0 and "auto: whole-model MACs at most 0.5x" in out
+    data = json.loads(rep.read_text())
+    assert data["scheme"] == "auto" and data["mac_ratio"] <= 0.5
+    assert main(["compress", str(path), "--scheme", "auto", "--rank", "8"]) != 0
+    err = capsys.readouterr().err
+    assert "chooses ranks itself" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_data_prices_options_by_output_shift():
+    m = _model()
+    x = np.random.default_rng(1).standard_normal((32, 16, 16, 8)).astype(np.float32)
+    new, rep = compress(m, CompressionPolicy("auto", target_mac_ratio=0.5, cost_target="macs", calib_data=x))
+    layers = rep.auto["layers"]
+    probed = [d for d in layers.values() if d["options"] > 0]
+    assert probed and all(d["sensitivity"] is not None and d["sensitivity"][0] > 0 for d in probed)
+    assert all(0.5 <= d["sensitivity"][1] <= 3.0 for d in probed)
+    # the MAC budget is still met, and each single scheme's uniform ranks were priced for comparison
+    assert profile_model(new).macs <= 0.5 * profile_model(m).macs
+    singles = rep.auto["single_schemes"]["single_scheme_cost"]
+    assert {"spatial", "channel", "tucker2"} <= set(singles)
+    beat = rep.auto["single_schemes"]["cost_to_beat"]
+    if beat is not None:
+        assert rep.auto["predicted_cost"] <= beat + 1e-6
