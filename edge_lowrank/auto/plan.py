@@ -104,61 +104,6 @@ def micro_model(layer, spec, input_shape, has_bias: bool, option: Option):
     return keras.Sequential([inp, build_block(layer, factors, tuple(input_shape), dk)])
 
 
-SENSITIVITY_IMAGES = 128
-
-
-def _divergence(ref: np.ndarray, out: np.ndarray) -> float:
-    """How far the model's outputs moved: KL for probabilities, relative squared error otherwise."""
-    ref, out = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
-    probs = np.all(ref >= 0) and np.allclose(ref.sum(-1), 1.0, atol=1e-3)
-    if probs:
-        r, o = np.clip(ref, 1e-7, 1), np.clip(out, 1e-7, 1)
-        return float(np.mean(np.sum(r * (np.log(r) - np.log(o)), axis=-1)))
-    return float(np.mean((ref - out) ** 2) / max(np.var(ref), 1e-12))
-
-
-def sensitivities(model, rows, calib) -> list:
-    """Per layer, a curve from kernel error to how far the model's outputs move, on calibration images.
-
-    Each layer alone is rewritten with two probe options (kernel errors nearest 0.1 and 0.5) and the model's
-    outputs are compared with the original's (KL for probabilities). A power law `d = a * e**b` through the
-    two points (b clamped to [0.5, 3]) then prices every option of the layer: a layer feeding a residual
-    branch of small scale counts for what it does to the prediction, and a layer whose damage grows fast
-    past a point is not pushed there. Returns (a, b) per layer, or None where nothing could be probed.
-    """
-    import warnings as _w
-
-    from edge_lowrank.rewrite import CompressionPolicy, compress
-
-    x = np.asarray(calib, np.float32)[:SENSITIVITY_IMAGES]
-    ref = np.asarray(model.predict(x, verbose=0))
-
-    def shift(p, o):
-        pol = CompressionPolicy(o.scheme, layers=(p.site.name,), layer_ranks={p.site.name: o.ranks},
-                                rank_multiple=1, skip_unprofitable=False)
-        with _w.catch_warnings():
-            _w.simplefilter("ignore")
-            one, _ = compress(model, pol)
-        return max(_divergence(ref, np.asarray(one.predict(x, verbose=0))), 1e-12)
-
-    out = []
-    for p, opts in rows:
-        probes = [o for o in opts[1:] if o.error > 1e-6]
-        if not probes:
-            out.append(None)
-            continue
-        lo = min(probes, key=lambda o: abs(o.error - 0.1))
-        hi = min(probes, key=lambda o: abs(o.error - 0.5))
-        d_lo = shift(p, lo)
-        if hi is lo or abs(np.log(hi.error / lo.error)) < 0.2:
-            out.append((d_lo / lo.error, 1.0))
-            continue
-        d_hi = shift(p, hi)
-        b = float(np.clip(np.log(d_hi / d_lo) / np.log(hi.error / lo.error), 0.5, 3.0))
-        out.append((d_lo / lo.error ** b, b))
-    return out
-
-
 def _single_scheme_ranks(plans, policy, total_macs) -> dict:
     """{scheme: {id(plan): ranks}}: what each single scheme's MAC budget (one energy threshold, as
     `compress` does for that scheme) gives every layer it takes."""
@@ -229,8 +174,7 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         policy: its `CompressionPolicy` (scheme "auto").
         live: the `compress` plans that can be rewritten (spec, kernel, input shape known).
         eligible: {id(plan): schemes `compress` allows for that layer}.
-        calib: checked calibration images (N, H, W, C) or None: layer sensitivities and int8 calibration of
-            the whole-model timing.
+        calib: checked calibration images (N, H, W, C) or None: int8 calibration of the whole-model timing.
     """
     from edge_lowrank.auto.costs import CostTable, layer_key, model_key
     from edge_lowrank.profile import profile_model
@@ -279,15 +223,7 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     else:
         fixed, original = float(fixed_macs), float(prof.macs)
 
-    curves = [None] * len(rows)
-    if calib is not None and policy.auto_sensitivity and rows:
-        curves = sensitivities(model, rows, calib)
-    if any(c is not None for c in curves):  # damage in output divergence; unprobed layers at the median price
-        med = float(np.median([a * 0.2 ** b for a, b in (c for c in curves if c is not None)])) / 0.2
-        curves = [c if c is not None else (med, 1.0) for c in curves]
-    else:
-        curves = [(1.0, 1.0)] * len(rows)
-    damage = [[a * o.error ** b for o in opts] for (a, b), (_, opts) in zip(curves, rows)]
+    damage = [[o.error for o in opts] for _, opts in rows]
     layers = [[(d, o.cost) for d, o in zip(ds, opts)] for ds, (_, opts) in zip(damage, rows)]
 
     def macs_of(picks):
@@ -328,11 +264,10 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
 
     detail = {}
-    for (p, opts), i, c, damage in zip(rows, selection.picks, curves, layers):
+    for (p, opts), i in zip(rows, selection.picks):
         o = opts[i]
         detail[p.site.name] = {"chosen": o.label, "cost_before": opts[0].cost, "cost_after": o.cost,
-                               "options": len(opts) - 1, "error": o.error,
-                               "damage": damage[i][0], "sensitivity": None if c is None else list(c)}
+                               "options": len(opts) - 1, "error": o.error}
         if o.scheme is None:
             p.reason = ("auto: no option is faster than the layer" if len(opts) == 1
                         else "auto: keeping it is the best use of the budget")

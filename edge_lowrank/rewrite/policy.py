@@ -37,8 +37,6 @@ class CompressionPolicy:
         auto_schemes: the schemes auto may choose from.
         cost_target: what auto measures: "host" (int8 latency, one thread, XNNPACK), "qemu:<profile>" (ARM
             instructions) or "macs" (nothing measured).
-        auto_sensitivity: with `calib_data`, weigh each layer's kernel error by how much it moves the model's
-            outputs on those images (one probe rewrite per layer).
     """
 
     scheme: str = "tucker2"
@@ -59,7 +57,6 @@ class CompressionPolicy:
     target_latency_ratio: float | None = None
     auto_schemes: tuple[str, ...] = DEFAULT_AUTO_SCHEMES
     cost_target: str = "host"
-    auto_sensitivity: bool = True
 
     def __post_init__(self):
         if self.scheme not in POLICY_SCHEMES:

@@ -94,18 +94,12 @@ def test_compress_cli_auto(tmp_path, capsys):
     assert "chooses ranks itself" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_calibration_data_prices_options_by_output_shift():
+def test_mac_budget_beats_the_fastest_single_scheme_in_predicted_cost():
     m = _model()
     x = np.random.default_rng(1).standard_normal((32, 16, 16, 8)).astype(np.float32)
     new, rep = compress(m, CompressionPolicy("auto", target_mac_ratio=0.5, cost_target="macs", calib_data=x))
-    layers = rep.auto["layers"]
-    probed = [d for d in layers.values() if d["options"] > 0]
-    assert probed and all(d["sensitivity"] is not None and d["sensitivity"][0] > 0 for d in probed)
-    assert all(0.5 <= d["sensitivity"][1] <= 3.0 for d in probed)
-    # the MAC budget is still met, and each single scheme's uniform ranks were priced for comparison
     assert profile_model(new).macs <= 0.5 * profile_model(m).macs
     singles = rep.auto["single_schemes"]["single_scheme_cost"]
     assert {"spatial", "channel", "tucker2"} <= set(singles)
     beat = rep.auto["single_schemes"]["cost_to_beat"]
-    if beat is not None:
-        assert rep.auto["predicted_cost"] <= beat + 1e-6
+    assert beat is not None and rep.auto["predicted_cost"] <= beat + 1e-6
