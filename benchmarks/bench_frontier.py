@@ -1,6 +1,6 @@
 """The accuracy-latency frontier: every scheme at several MAC budgets, int8, fine-tuned, on the sample models.
 
-    python benchmarks/bench_frontier.py                                  # both sample models, every scheme, 4 budgets
+    python benchmarks/bench_frontier.py                                  # both sample models, 6 schemes, 3 budgets
     python benchmarks/bench_frontier.py --models resnet --budgets 2,3 --schemes spatial,channel,tucker2 --targets
     python benchmarks/bench_frontier.py --models my_cnn.keras --finetune-epochs 2 --finetune-samples 0
     python benchmarks/bench_frontier.py --quick --no-arm                 # smoke test: one model, 2 budgets, 2 schemes
@@ -20,6 +20,12 @@ Prints one table per model, a check line per budget for `auto` (when the pipelin
 with --targets issue 8's targets for the sample ResNet; writes a JSON file (--json) and one Pareto plot per
 model (`<out>/frontier_<model>.png`). `weight-svd` only rewrites 1x1 convs and Dense layers: on the ResNet
 it cannot reach the budget, and its row shows the MAC ratio it reached.
+
+Cost on the shared 2-core VM (1 epoch of distillation on 10,000 images, all 10,000 test images, ARM on):
+one (model, budget) pipeline run took 10 min for the ResNet with 5 schemes and 15 min for the VGG with 6
+(load average 4-6 from other jobs; about 80-150 s per scheme: fine-tuning, int8 export + top-1, QEMU).
+The default 3 budgets (1.5,2.5,4) on both models is then about 45 min on an idle machine, more under
+load; `--finetune-samples 5000` or fewer `--budgets` make it shorter.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from pathlib import Path  # noqa: E402
 
 PROG = "bench_frontier.py"
 DEFAULT_SCHEMES = "spatial,channel,tucker2,cp,weight-svd,auto"
-DEFAULT_BUDGETS = "1.5,2,3,4"
+DEFAULT_BUDGETS = "1.5,2.5,4"  # 4 budgets x 6 schemes x 2 models did not fit ~40 min on 2 cores
 SAMPLES = {"resnet": "resnet_fmnist", "vgg": "vgg_fmnist", "resnet_fmnist": "resnet_fmnist",
            "vgg_fmnist": "vgg_fmnist"}
 ARM_PROFILE = "cortex-a76"
@@ -118,7 +124,8 @@ def _resolve(args):
     try:
         budgets = sorted({float(b) for b in args.budgets.split(",") if b.strip()})
     except ValueError:
-        raise ArgError(f"Invalid value for --budgets: {args.budgets!r}. Expected numbers > 1, e.g. 1.5,2,3,4.") from None
+        raise ArgError(f"Invalid value for --budgets: {args.budgets!r}. "
+                       f"Expected numbers > 1, e.g. 1.5,2,3,4.") from None
     if not budgets or any(not 1.0 < b <= 1000 for b in budgets):
         raise ArgError(f"Invalid value for --budgets: {args.budgets!r}. Expected MAC reduction factors > 1.")
     if args.finetune_epochs < 0:
@@ -291,7 +298,8 @@ def print_table(m: dict) -> None:
               _f(base["int8_speedup_vs_fp32"], ".2f") + "x", _fmt_count(base["int8_a76_instructions"]), "1.00x"]]
     for r in m["rows"]:
         if r["status"] != "ok" or r["error"]:
-            lines.append([r["scheme"], f"{r['budget']:g}x", "-", "-", f"{r['status']}: {(r['message'] or r['error'] or '')[:60]}",
+            why = f"{r['status']}: {(r['message'] or r['error'] or '')[:60]}"
+            lines.append([r["scheme"], f"{r['budget']:g}x", "-", "-", why,
                           "", "", "", "", "", ""])
             continue
         lines.append([r["scheme"], f"{r['budget']:g}x", _f(r["mac_ratio"], ".3f"), _fmt_count(r["params"]),
@@ -325,10 +333,12 @@ def auto_checks(m: dict) -> list[dict]:
                         "auto_accuracy_equal_or_better": auto["top1"] >= r["top1"]}
         out.append(chk)
         yn = {True: "yes", False: "no"}
-        print(f"auto vs best single scheme at {b:g}x: auto {auto['host_median_us']:.1f} µs {auto['top1'] * 100:.2f} %; "
+        print(f"auto vs best single scheme at {b:g}x: auto {auto['host_median_us']:.1f} µs "
+              f"{auto['top1'] * 100:.2f} %; "
               + "; ".join(f"vs {tag.replace('_', ' ')} ({chk[tag]['scheme']} {chk[tag]['us']:.1f} µs "
                           f"{chk[tag]['top1'] * 100:.2f} %): faster? {yn[chk[tag]['auto_faster']]}, accuracy equal "
-                          f"or better? {yn[chk[tag]['auto_accuracy_equal_or_better']]}" for tag in ("fastest", "most_accurate")))
+                          f"or better? {yn[chk[tag]['auto_accuracy_equal_or_better']]}"
+                          for tag in ("fastest", "most_accurate")))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/bench_frontier.py: the real pipeline, converter and interleaved timing on the sample ResNet."""
+"""Smoke test of benchmarks/bench_frontier.py: the real pipeline, converter and interleaved timing (sample ResNet)."""
 
 import importlib.util
 import json
