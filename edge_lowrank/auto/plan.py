@@ -10,9 +10,9 @@ and `edge_lowrank.auto.select` picks one per layer: the least summed kernel erro
 Budgets:
     target_latency_ratio r: the model's cost (measured whole-model cost of everything that is not a
         candidate layer, plus the chosen options' measured costs) at most r times the original's.
-    target_mac_ratio r: whole-model MACs at most r times the original's, reached by the latency-optimal
-        choices: the largest cost budget whose choices meet the MAC budget, so MACs are cut where they buy
-        time.
+    target_mac_ratio r: whole-model MACs at most r times the original's. Each single scheme's own ranks at
+        that budget are measured too; within the fastest one's predicted cost, the least kernel error whose
+        MACs meet the budget (a price on MACs, by bisection): at least as fast as the fastest single scheme.
 With `cost_target="macs"` nothing is measured (options cost their MACs): a quick, device-free mode.
 
 cp is left out of the options: its kernel error needs a full ALS fit per rank, and its depthwise factors
