@@ -31,6 +31,11 @@ from edge_lowrank.auto.select import Selection, choose
 from edge_lowrank.rank.select import RankChoice
 
 
+# The summed damage is sum(error ** ERROR_POWER): 1 is the plain sum of kernel errors; above 1 spreads the cut
+# over more layers instead of concentrating it where the error per unit of cost is lowest.
+ERROR_POWER = 1.0
+
+
 @dataclasses.dataclass
 class AutoResult:
     """What auto decided, for the rewrite report."""
@@ -223,7 +228,7 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     else:
         fixed, original = float(fixed_macs), float(prof.macs)
 
-    damage = [[o.error for o in opts] for _, opts in rows]
+    damage = [[o.error ** ERROR_POWER for o in opts] for _, opts in rows]
     layers = [[(d, o.cost) for d, o in zip(ds, opts)] for ds, (_, opts) in zip(damage, rows)]
 
     def macs_of(picks):
