@@ -107,10 +107,14 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
                   and lyr.trainable]
         for lyr in frozen:
             lyr.trainable = False
-        # cosine decay to 5 % of the rate over the whole run: the last steps settle instead of bouncing
-        steps = epochs * -(-len(train) // batch_size)
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1), alpha=0.05)
-        student.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+        # several epochs: cosine decay to 5 % of the rate, so the last steps settle instead of bouncing. One
+        # epoch keeps the rate: decaying within a short touch-up recovered less (sample ResNet, channel at
+        # half the MACs, 1 epoch on 10k images: 90.22 % with the decay, 90.94 % without).
+        rate = learning_rate
+        if epochs > 1:
+            steps = epochs * -(-len(train) // batch_size)
+            rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+        student.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
         hist = student.fit(train.x, targets, epochs=epochs, batch_size=batch_size, shuffle=True,
                            verbose=1 if verbose else 0)
         out["loss"] = [float(v) for v in hist.history["loss"]]
