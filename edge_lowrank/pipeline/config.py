@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edge_lowrank.errors import EdgeLowrankError
 
-DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd")
+DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
 ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial", "auto")
 
 
