@@ -49,7 +49,7 @@ def schemes_for(spec: S.LayerSpec, allowed=AUTO_SCHEMES) -> tuple[str, ...]:
     elif 1 in spec.kernel_shape[:2]:
         out = ("channel",)
     else:
-        out = ("spatial", "channel", "tucker2", "cp")
+        out = ("spatial", "channel", "tucker2")
     return tuple(s for s in allowed if s in out)
 
 
@@ -86,8 +86,6 @@ def layer_options(spec: S.LayerSpec, kernel, *, schemes=AUTO_SCHEMES, multiple: 
     out = [Option(None, None, 0.0, m0, p0)]
     extra = [(sc, tuple(int(r) for r in rs)) for sc, rs in extra]
     for scheme in schemes_for(spec, schemes):
-        if scheme == "cp":
-            continue  # no error without running ALS; see `edge_lowrank.auto` on why cp is left out
         full = S.full_ranks(scheme, spec)
         sp = S.spectra(scheme, kernel)
         tails = [_tail(sq) for sq, _ in sp]

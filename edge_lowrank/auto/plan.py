@@ -83,10 +83,6 @@ def _shaped_factors(scheme: str, spec, ranks, bias, rng):
         r1, r2 = ranks
         return F.Tucker2Factors(first=rnd(1, 1, cin, r1), core=rnd(kh, kw, r1, r2), last=rnd(1, 1, r2, cout),
                                 bias=bias, relative_error=0.0, n_iter=0)
-    if scheme == "cp":
-        (r,) = ranks
-        return F.CPFactors(first=rnd(1, 1, cin, r), vertical=rnd(kh, 1, r, 1), horizontal=rnd(1, kw, r, 1),
-                           last=rnd(1, 1, r, cout), bias=bias, relative_error=0.0, n_iter=0)
     raise ValueError(f"auto does not time the {scheme} scheme.")
 
 

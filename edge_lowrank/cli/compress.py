@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_lowrank.auto.candidates import AUTO_SCHEMES
+
 SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial", "auto")
 
 
@@ -28,7 +30,7 @@ def add_arguments(parser):
                       help="auto: measured cost <= R x original (default of auto: 0.5)")
     parser.add_argument("--cost-target", default="host",
                         help="auto: what to measure: host (int8 latency), qemu:a76 (ARM instructions) or macs")
-    parser.add_argument("--auto-schemes", default="spatial,channel,tucker2,weight-svd",
+    parser.add_argument("--auto-schemes", default=",".join(AUTO_SCHEMES),
                         help="auto: the schemes it may choose from")
     parser.add_argument("--layer-rank", action="append", default=[], metavar="NAME=R[xR2...]",
                         help="explicit ranks for one layer, overriding the rule (repeatable), e.g. conv2=16x32")

@@ -6,12 +6,12 @@ import dataclasses
 
 import numpy as np
 
+from edge_lowrank.auto.candidates import AUTO_SCHEMES
 from edge_lowrank.rank.schemes import SCHEMES
 from edge_lowrank.rank.select import RankError, check_policy_numbers
 
 DEFAULT_ENERGY = 0.9
 POLICY_SCHEMES = SCHEMES + ("auto",)
-DEFAULT_AUTO_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd")
 DEFAULT_LATENCY_RATIO = 0.5
 
 
@@ -55,7 +55,7 @@ class CompressionPolicy:
     skip_unprofitable: bool = True
     layer_ranks: dict | None = dataclasses.field(default=None, compare=False)
     target_latency_ratio: float | None = None
-    auto_schemes: tuple[str, ...] = DEFAULT_AUTO_SCHEMES
+    auto_schemes: tuple[str, ...] = AUTO_SCHEMES
     cost_target: str = "host"
 
     def __post_init__(self):
@@ -109,10 +109,10 @@ class CompressionPolicy:
             raise RankError(f"Invalid value for argument `target_latency_ratio`. Expected a float in (0, 1]. "
                             f"Received: target_latency_ratio={v}.")
         object.__setattr__(self, "auto_schemes", tuple(self.auto_schemes))
-        bad = [s for s in self.auto_schemes if s not in ("spatial", "channel", "tucker2", "weight-svd")]
+        bad = [s for s in self.auto_schemes if s not in AUTO_SCHEMES]
         if bad or not self.auto_schemes:
-            raise RankError(f"Invalid value for argument `auto_schemes`. Expected some of spatial, channel, "
-                            f"tucker2, weight-svd. Received: {', '.join(self.auto_schemes) or 'none'}.")
+            raise RankError(f"Invalid value for argument `auto_schemes`. Expected some of {', '.join(AUTO_SCHEMES)}. "
+                            f"Received: {', '.join(self.auto_schemes) or 'none'}.")
         t = self.cost_target
         if not isinstance(t, str) or not (t in ("host", "macs") or t.startswith("qemu:")):
             raise RankError(f"Invalid value for argument `cost_target`. Expected host, macs or qemu:<profile>. "

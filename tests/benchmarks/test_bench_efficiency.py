@@ -1,21 +1,14 @@
 """Smoke test of benchmarks/bench_efficiency.py on a tiny CNN: the real children, conversion and timing."""
 
-import importlib.util
 import json
 import math
 
 import pytest
 
 
-def _load(repo_root):
-    spec = importlib.util.spec_from_file_location("bench_efficiency", repo_root / "benchmarks" / "bench_efficiency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_bad_arguments_give_one_line_and_exit_2(repo_root, capsys):
-    mod = _load(repo_root)
+def test_bad_arguments_give_one_line_and_exit_2(load_bench, capsys):
+    mod = load_bench("bench_efficiency")
     for argv in (["--archs", "alexnet"], ["--ratio", "1.5"], ["--input-size", "16"], ["--schemes", "svd"],
                  ["--arm-profile", "a99"], ["--bogus"]):
         assert mod.main(argv) == 2
@@ -24,8 +17,8 @@ def test_bad_arguments_give_one_line_and_exit_2(repo_root, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_consistent_json(repo_root, tmp_path, capsys):
-    mod = _load(repo_root)
+def test_tiny_run_writes_consistent_json(load_bench, tmp_path, capsys):
+    mod = load_bench("bench_efficiency")
     out = tmp_path / "eff"
     rc = mod.main(["--archs", "tinycnn", "--input-size", "32", "--schemes", "spatial,channel", "--no-arm",
                    "--quick", "--profile-max-ops", "2", "--out", str(out)])

@@ -1,20 +1,13 @@
 """Smoke test of benchmarks/bench_frontier.py: the real pipeline, converter and interleaved timing (sample ResNet)."""
 
-import importlib.util
 import json
 
 import pytest
 
 
-def _load(repo_root):
-    spec = importlib.util.spec_from_file_location("bench_frontier", repo_root / "benchmarks" / "bench_frontier.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-def test_bad_arguments_give_one_line_and_exit_2(repo_root, capsys):
-    mod = _load(repo_root)
+def test_bad_arguments_give_one_line_and_exit_2(load_bench, capsys):
+    mod = load_bench("bench_frontier")
     for argv in (["--models", "alexnet"], ["--budgets", "0.5"], ["--budgets", "two"], ["--schemes", "svd"],
                  ["--schemes", "spatial,spatial"], ["--finetune-epochs", "-1"], ["--eval-samples", "0"],
                  ["--bogus"]):
@@ -24,8 +17,8 @@ def test_bad_arguments_give_one_line_and_exit_2(repo_root, capsys):
 
 
 @pytest.mark.slow
-def test_smallest_real_frontier(repo_root, tmp_path, capsys):
-    mod = _load(repo_root)
+def test_smallest_real_frontier(load_bench, tmp_path, capsys):
+    mod = load_bench("bench_frontier")
     out = tmp_path / "frontier"
     argv = ["--models", "resnet", "--schemes", "spatial,channel", "--budgets", "2", "--finetune-epochs", "1",
             "--finetune-samples", "256", "--eval-samples", "500", "--bench-secs", "0.2", "--no-arm",

@@ -1,24 +1,13 @@
 """benchmarks/bench_ops.py: a per-op profile that adds up, on a tiny model and a private cost table."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import keras
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_ops", ROOT / "benchmarks" / "bench_ops.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.slow
-def test_profile_lists_every_mac_layer_and_the_whole_model(tmp_path, monkeypatch, capsys):
+def test_profile_lists_every_mac_layer_and_the_whole_model(load_bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EDGE_LOWRANK_CACHE", str(tmp_path / "cache"))
     keras.utils.set_random_seed(0)
     inner = keras.Sequential([keras.Input((12, 12, 16)), keras.layers.Conv2D(8, (3, 1), padding="same", name="v"),
@@ -30,7 +19,7 @@ def test_profile_lists_every_mac_layer_and_the_whole_model(tmp_path, monkeypatch
     out = keras.layers.Dense(4, name="fc")(x)
     path = tmp_path / "m.keras"
     keras.Model(inp, out).save(path)
-    mod = _load()
+    mod = load_bench("bench_ops")
     assert mod.main([str(path), "--json", str(tmp_path / "ops.json")]) == 0
     text = capsys.readouterr().out
     assert "block/v" in text and "whole model" in text and "GMAC/s" in text
@@ -42,6 +31,6 @@ def test_profile_lists_every_mac_layer_and_the_whole_model(tmp_path, monkeypatch
     assert res["whole_us"]["int8"] > 0 and data["peaks"]["int8"][0] > 0
 
 
-def test_bad_model_path_is_one_line_exit_2(capsys):
-    assert _load().main(["nope.keras"]) == 2
+def test_bad_model_path_is_one_line_exit_2(load_bench, capsys):
+    assert load_bench("bench_ops").main(["nope.keras"]) == 2
     assert "nope.keras" in capsys.readouterr().err
