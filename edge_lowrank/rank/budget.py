@@ -8,15 +8,17 @@ shrink them at the threshold count at their original cost (the rewriter keeps th
 
 from __future__ import annotations
 
+import heapq
 import warnings
 
+import numpy as np
 
 from edge_lowrank.rank import schemes as _schemes
 from edge_lowrank.rank.select import RankError, energy_rank, round_rank
 
 
 def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs", multiple: int = 8,
-                  iterations: int = 40) -> tuple[float, list[tuple[int, ...]]]:
+                  iterations: int = 40, fill: bool = True) -> tuple[float, list[tuple[int, ...]]]:
     """Find the largest common energy whose ranks meet the budget.
 
     Args:
@@ -24,6 +26,8 @@ def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs"
         ratio: target total (MACs or params) / original total, in (0, 1].
         fixed_cost: MACs (or params) of everything that is not a candidate.
         metric: "macs" or "params".
+        fill: after the common threshold, raise single layers (lowest next threshold first) into what is
+            left of the budget, so rounded ranks land close to it rather than a rank step under it.
 
     Returns:
         (energy, ranks per layer). Warns when even the smallest ranks do not meet the budget.
@@ -75,4 +79,56 @@ def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs"
             lo, best = mid, (mid, r)
         else:
             hi = mid
-    return best
+    if not fill:
+        return best
+    return best[0], _fill(prepared, best[0], best[1], target, idx, ranks_at, fixed_cost)
+
+
+def _next_step(p, e, ranks, ranks_at):
+    """The lowest energy above `e` at which this layer's ranks grow, and the ranks there (None: at full)."""
+    sp = p[4]
+    cands = sorted({float(c) for sq, _ in sp for c in _cumulative(sq) if c > e + 1e-12})
+    for c in cands:
+        rs = ranks_at(c, p)
+        if rs != tuple(ranks):
+            return c, rs
+    return None
+
+
+def _cumulative(sq):
+    s = np.sort(np.asarray(sq, np.float64))[::-1]
+    t = float(s.sum())
+    return np.cumsum(s) / t if t > 0 else np.ones(1)
+
+
+def _fill(prepared, energy, ranks, target, idx, ranks_at, fixed_cost):
+    """Spend what the common threshold leaves of the budget: raise single layers, lowest next threshold
+    first (the order the common threshold itself would take), while the total stays within `target`.
+
+    Rounding ranks to a multiple makes the common-threshold total move in steps; on small models the
+    bisection alone landed at 0.41 of the MACs for a 0.5 budget.
+    """
+    ranks = [tuple(r) for r in ranks]
+
+    def c(p, rs):
+        return min(_schemes.cost(p[0], p[1], rs)[idx], p[5])
+
+    spent = fixed_cost + sum(c(p, rs) for p, rs in zip(prepared, ranks))
+    heap = []
+    for i, p in enumerate(prepared):
+        step = _next_step(p, energy, ranks[i], ranks_at)
+        if step is not None:
+            heap.append((step[0], i, step[1]))
+    heapq.heapify(heap)
+    while heap:
+        e, i, rs = heapq.heappop(heap)
+        p = prepared[i]
+        delta = c(p, rs) - c(p, ranks[i])
+        if spent + delta > target:
+            continue  # its later steps cost more still: this layer stays where it is
+        spent += delta
+        ranks[i] = rs
+        step = _next_step(p, e, rs, ranks_at)
+        if step is not None:
+            heapq.heappush(heap, (step[0], i, step[1]))
+    return ranks

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from edge_lowrank.errors import DataError, ModelError
-from edge_lowrank.rank import budget_energy, choose_rank, cost, full_ranks, original_cost
+from edge_lowrank.rank import RankChoice, budget_energy, choose_rank, cost, full_ranks, original_cost
 from edge_lowrank.rank.schemes import LayerSpec
 from edge_lowrank.rewrite import graph as G
 from edge_lowrank.rewrite.blocks import build_block, run_scheme
@@ -320,11 +320,9 @@ def _choose_ranks(model, policy, plans, live):
         energy, ranks = budget_energy([(scheme, p.spec, p.kernel, p.eigenvalues) for p in live], ratio,
                                       fixed_cost=fixed, metric=metric, multiple=policy.rank_multiple)
         for p, rs in zip(live, ranks):
-            p.choice = choose_rank(scheme, p.spec, p.kernel, rank=1, multiple=1)  # cost fields, replaced below
             p0, m0 = original_cost(p.spec)
             p1, m1 = cost(scheme, p.spec, rs)
-            p.choice = dataclasses.replace(p.choice, rank=rs, kept_energy=energy, param_ratio=p1 / p0,
-                                           mac_ratio=m1 / m0 if m0 else 1.0)
+            p.choice = RankChoice(tuple(rs), energy, p1 / p0 if p0 else 1.0, m1 / m0 if m0 else 1.0)
     overrides = policy.layer_ranks or {}
     unknown = set(overrides) - {p.site.name for p in live} - {p.site.layer.name for p in live}
     if unknown:
