@@ -26,6 +26,8 @@ _EXPORTS = {
     "embed_metadata": "converters.metadata",
     "validate_representative_data": "converters.calibration",
     "calibration_samples": "converters.calibration",
+    "tflite_macs": "converters.tflite_macs",
+    "TfliteMacs": "converters.tflite_macs",
 }
 
 __all__ = sorted(_EXPORTS)

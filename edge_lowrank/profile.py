@@ -1,7 +1,14 @@
-"""Parameter and MAC counts of a Keras model, per layer, from the layers themselves.
+"""Parameter and MAC counts of a Keras model, per layer, from the model's own graph.
 
-MACs are multiply-accumulates per image (batch 1) of the layers that do them: Conv2D, DepthwiseConv2D,
-SeparableConv2D, Conv2DTranspose and Dense. BatchNorm, pooling, Add and activations count 0 MACs.
+MACs are multiply-accumulates per image (batch 1) of the layers that do them: Conv1D/2D/3D (groups included),
+DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose and Dense (on any rank: positions * in * out).
+BatchNorm, pooling, Add and activations count 0 MACs.
+
+Calls are read from the nodes of the model's own (functional) graph, never from `layer._inbound_nodes`: a
+Keras 3 Sequential model that was built, saved or reloaded keeps one stale node per build there (21 on a
+legacy .h5 Sequential's first conv, see NOTES), and summing them over-counted 5.9x. A nested model counts its
+layers once per call of it; a shared layer once per call; parameters once per layer object.
+`converters.tflite_macs` recounts the MACs from a converted .tflite as an independent check.
 """
 
 from __future__ import annotations
@@ -9,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from edge_lowrank.errors import ModelError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +31,9 @@ class LayerProfile:
 @dataclasses.dataclass(frozen=True)
 class ModelProfile:
     layers: tuple[LayerProfile, ...]
+    # True when some MAC-doing layer has an unknown spatial size (a (None, None) input): each unknown
+    # dimension then counts as 1, so `macs` is per unit of that size, not per image.
+    variable_shape: bool = False
 
     @property
     def params(self) -> int:
@@ -35,49 +47,58 @@ class ModelProfile:
         return {layer.name: layer for layer in self.layers}
 
 
-def _output_spatial(layer) -> list[int]:
-    """Output positions (H*W, or 1 for Dense on a vector) for each call of `layer` in the graph."""
-    sizes = []
-    for node in getattr(layer, "_inbound_nodes", []):
-        for out in node.output_tensors:
-            shape = tuple(out.shape)
-            sizes.append(int(np.prod([d for d in shape[1:-1] if d is not None])) if len(shape) > 2 else 1)
-    return sizes or [1]
+def _positions(shape, channels_first: bool = False) -> tuple[int, bool]:
+    """(product of the dimensions between batch and channels, whether one of them is unknown)."""
+    shape = tuple(shape)
+    inner = shape[2:] if channels_first else shape[1:-1]
+    return int(np.prod([d or 1 for d in inner])), any(d is None for d in inner)
 
 
-def layer_macs(layer) -> int:
-    """MACs per image of one layer, summed over every place it is called."""
+def _size(variable) -> int:
+    return int(np.prod(variable.shape))
+
+
+def _node_macs(layer, node) -> tuple[int, bool]:
+    """(MACs of one call of `layer` at `node`, whether a spatial size was unknown); (0, False) for layers
+    that do no MACs."""
     import keras
 
-    name = type(layer).__name__
-    if not layer.built or not getattr(layer, "_inbound_nodes", None):
+    L = keras.layers
+    cf = getattr(layer, "data_format", "channels_last") == "channels_first"
+    out = node.output_tensors[0].shape
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+        pos, var = _positions(out, cf)  # depthwise (*k, cin, mult) and pointwise (1.., cin*mult, cout)
+        return pos * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel)), var
+    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        pos, var = _positions(out, cf)  # kernel (*k, cin, mult): k per output channel
+        return pos * _size(layer.kernel), var
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        pos, var = _positions(node.input_tensors[0].shape, cf)  # every input position scatters the kernel
+        return pos * _size(layer.kernel), var
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        pos, var = _positions(out, cf)  # kernel (*k, cin/groups, cout)
+        return pos * _size(layer.kernel), var
+    if isinstance(layer, L.Dense):
+        pos, var = _positions(out)  # (in, out) at every position of a 3-D/4-D input
+        return pos * _size(layer.kernel), var
+    return 0, False
+
+
+def layer_macs(layer, nodes=None) -> int:
+    """MACs per image of `layer` summed over `nodes` (its calls in one model's graph).
+
+    Without `nodes`, the MACs of one call: the layer's latest inbound node, which is the one of the graph
+    a Sequential model was last built with (its earlier nodes are stale builds, not calls).
+    """
+    if not layer.built:
         return 0
-    positions = _output_spatial(layer)
-    if isinstance(layer, keras.layers.SeparableConv2D):
-        dk = layer.depthwise_kernel.shape  # (kh, kw, cin, mult)
-        pk = layer.pointwise_kernel.shape  # (1, 1, cin*mult, cout)
-        per = int(np.prod(dk)) + int(np.prod(pk))
-    elif isinstance(layer, keras.layers.DepthwiseConv2D):
-        per = int(np.prod(layer.kernel.shape))
-    elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv1D, keras.layers.Conv2DTranspose)):
-        k = layer.kernel.shape
-        groups = getattr(layer, "groups", 1) or 1
-        per = int(np.prod(k))  # kh*kw*(cin/groups)*cout
-        if name == "Conv2DTranspose":  # every input position scatters the whole kernel
-            ins = []
-            for node in layer._inbound_nodes:
-                s = tuple(node.input_tensors[0].shape)
-                ins.append(int(np.prod(s[1:-1])))
-            return sum(i * per for i in ins)
-        del groups
-    elif isinstance(layer, keras.layers.Dense):
-        per = int(np.prod(layer.kernel.shape))
-    else:
-        return 0
-    return sum(p * per for p in positions)
+    if nodes is None:
+        nodes = list(getattr(layer, "_inbound_nodes", None) or [])[-1:]
+    return sum(_node_macs(layer, node)[0] for node in nodes)
 
 
 def _walk(model, prefix=""):
+    """(prefix, layer) for every non-model layer, nested models flattened (`outer/inner/`)."""
     import keras
 
     for layer in model.layers:
@@ -88,9 +109,46 @@ def _walk(model, prefix=""):
 
 
 def profile_model(model) -> ModelProfile:
-    """Per-layer parameter and MAC counts, nested models flattened with `outer/inner` names."""
-    rows = []
-    for prefix, layer in _walk(model):
-        params = int(sum(int(np.prod(w.shape)) for w in layer.weights))
-        rows.append(LayerProfile(prefix + layer.name, type(layer).__name__, params, layer_macs(layer)))
-    return ModelProfile(tuple(rows))
+    """Per-layer parameter and MAC counts, nested models flattened with `outer/inner` names.
+
+    Raises:
+        ModelError: not a Keras model, an unbuilt Sequential, or a subclassed model (no graph to read).
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"Expected a Keras model. Received: {type(model).__name__}.")
+    rows, seen = [], set()
+    state = {"variable": False}
+    _profile(model, "", 1, rows, seen, state, top=True)
+    return ModelProfile(tuple(rows), state["variable"])
+
+
+def _profile(model, prefix, times, rows, seen, state, top=False):
+    import keras
+
+    from edge_lowrank.rewrite.graph import graph_nodes
+
+    try:
+        nodes = graph_nodes(model)
+    except ModelError:
+        if top:
+            raise
+        nodes = None  # a subclassed model nested in a graph: its inner calls are not recorded anywhere
+    macs, calls = {}, {}
+    for node in nodes or []:
+        op = node.operation
+        if isinstance(op, keras.Model):
+            calls[id(op)] = calls.get(id(op), 0) + 1
+            continue
+        m, var = _node_macs(op, node) if op.built else (0, False)
+        macs[id(op)] = macs.get(id(op), 0) + m
+        state["variable"] |= var and m > 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and nodes is not None:
+            _profile(layer, prefix + layer.name + "/", times * calls.get(id(layer), 0), rows, seen, state)
+            continue
+        params = 0 if id(layer) in seen else int(sum(_size(w) for w in layer.weights))
+        seen.add(id(layer))
+        rows.append(LayerProfile(prefix + layer.name, type(layer).__name__, params,
+                                 times * macs.get(id(layer), 0)))
