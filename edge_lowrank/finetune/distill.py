@@ -3,7 +3,8 @@
 Loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T)) (Hinton et
 al. 2015). The sample models end in a softmax, so logits are taken as log(probabilities) (a softmax of
 log p / T is p^(1/T) renormalised, the same tempered distribution). Teacher outputs are computed once, then the
-student trains with Keras `fit` (its progress bar shows the progress).
+student trains with Keras `fit` (its progress bar shows the progress). Unlabelled data (no `y`) train on the
+teacher's outputs alone (alpha = 0): distillation needs no labels.
 
 References:
     Hinton, Vinyals, Dean 2015, "Distilling the Knowledge in a Neural Network".
@@ -26,16 +27,16 @@ def _is_probabilities(p: np.ndarray) -> bool:
     return bool(np.all(p >= -1e-6) and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3))
 
 
-def _check(student, teacher, data, what: str):
+def _check(student, teacher, data, what: str, labels: bool = False):
     if data is None:
         return
-    if data.y is None:
-        raise DataError(f"{what} data {data.name} has no labels `y`: distillation needs them.")
+    if data.y is None and labels:
+        raise DataError(f"{what} data {data.name} has no labels `y`: top-1 needs them.")
     want = tuple(student.inputs[0].shape[1:])
     if tuple(data.x.shape[1:]) != want:
         raise DataError(f"{what} data {data.name} has images of shape {data.x.shape[1:]}, the model wants {want}.")
     n_out = int(teacher.outputs[0].shape[-1])
-    if data.y.min() < 0 or data.y.max() >= n_out:
+    if data.y is not None and (data.y.min() < 0 or data.y.max() >= n_out):
         raise DataError(f"{what} data {data.name} has labels outside [0, {n_out}).")
 
 
@@ -57,20 +58,21 @@ def top1(model, data, batch_size: int = 256) -> float:
 def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, temperature: float = 4.0,
             alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = 5e-4,
             seed: int = 0) -> dict:
-    """Fine-tune `student` in place on `train` (a labelled `Dataset`) with soft targets from `teacher`.
+    """Fine-tune `student` in place on `train` (a `Dataset`) with soft targets from `teacher`.
 
     Args:
         student: the compressed model (trained in place). teacher: the original (left as it is).
-        train, val: `edge_lowrank.data.Dataset` with labels; `val` scores top-1 before and after.
+        train: `edge_lowrank.data.Dataset`; without labels the loss is the distillation term alone.
+        val: a labelled `Dataset` scoring top-1 before and after.
         epochs, batch_size, learning_rate: the Adam run. temperature, alpha: the loss above.
         verbose: Keras' progress bar per epoch.
 
     Returns:
-        {"loss": [...per epoch], "epochs", "samples", "temperature", "alpha", and with `val`:
-        "val_top1_before", "val_top1_after", "teacher_val_top1"}.
+        {"loss": [...per epoch], "epochs", "samples", "temperature", "alpha" (0 without labels), "labels"
+        (whether `train` had them), and with `val`: "val_top1_before", "val_top1_after", "teacher_val_top1"}.
 
     Raises:
-        DataError: missing labels, images of the wrong shape, labels out of range.
+        DataError: images of the wrong shape, labels out of range, `val` without labels.
     """
     import keras
     from keras import ops
@@ -79,13 +81,17 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         raise DistillError(f"Invalid distillation settings: epochs={epochs} (>= 0), batch_size={batch_size} (>= 1), "
                          f"temperature={temperature} (> 0), alpha={alpha} (in [0, 1]).")
     _check(student, teacher, train, "Training")
-    _check(student, teacher, val, "Validation")
+    _check(student, teacher, val, "Validation", labels=True)
+    labelled = train.y is not None
+    if not labelled:
+        alpha = 0.0  # the teacher's outputs are the only target
     keras.utils.set_random_seed(seed)
     t_out = teacher.predict(train.x, batch_size=max(batch_size, 256), verbose=0)
     probs = _is_probabilities(t_out)
     t_logits = np.log(np.clip(t_out, _EPS, 1.0)) if probs else t_out
     n_cls = t_out.shape[-1]
-    targets = np.concatenate([np.eye(n_cls, dtype=np.float32)[train.y], t_logits.astype(np.float32)], axis=-1)
+    onehot = np.eye(n_cls, dtype=np.float32)[train.y] if labelled else np.zeros((len(train), n_cls), np.float32)
+    targets = np.concatenate([onehot, t_logits.astype(np.float32)], axis=-1)
     T = float(temperature)
 
     def loss(y_true, y_pred):
@@ -96,7 +102,8 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         kl = ops.sum(pt * (ops.log_softmax(zt / T, axis=-1) - ops.log_softmax(zs / T, axis=-1)), axis=-1)
         return alpha * ce + (1.0 - alpha) * T * T * kl
 
-    out = {"epochs": epochs, "samples": len(train), "temperature": T, "alpha": alpha, "loss": []}
+    out = {"epochs": epochs, "samples": len(train), "temperature": T, "alpha": alpha, "labels": labelled,
+           "loss": []}
     if val is not None:
         out["teacher_val_top1"] = top1(teacher, val)
         out["val_top1_before"] = top1(student, val)

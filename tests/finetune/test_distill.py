@@ -57,8 +57,8 @@ def test_bad_data():
     keras.utils.set_random_seed(1)
     m = keras.Sequential([keras.Input((6, 6, 1)), L.Flatten(), L.Dense(3, activation="softmax")])
     x = np.random.default_rng(0).random((8, 6, 6, 1)).astype("float32")
-    with pytest.raises(DataError, match="no labels"):
-        distill(m, m, Dataset(x, None, "x"), epochs=0)
+    with pytest.raises(DataError, match="no labels"):  # top-1 on validation data needs labels
+        distill(m, m, Dataset(x, np.zeros(8, int), "x"), val=Dataset(x, None, "v"), epochs=0)
     with pytest.raises(DataError, match="shape"):
         distill(m, m, Dataset(np.zeros((4, 28, 28, 1), "float32"), np.zeros(4, int), "big"), epochs=0)
     with pytest.raises(DataError, match="labels outside"):
@@ -80,4 +80,20 @@ def test_one_epoch_on_synthetic_labels_lowers_the_loss():
                    val=Dataset(x, y, "synthetic"), verbose=False)
     assert hist["loss"][-1] < hist["loss"][0]
     assert hist["teacher_val_top1"] == 1.0
+    assert hist["val_top1_after"] >= hist["val_top1_before"]
+
+
+def test_unlabelled_data_distil_on_the_teacher_alone():
+    """No labels: the loss is the soft-target term only, and the student still moves towards the teacher."""
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.random((256, 6, 6, 1)).astype("float32")
+    teacher = keras.Sequential([keras.Input((6, 6, 1)), L.Flatten(), L.Dense(16, activation="relu"),
+                                L.Dense(4, activation="softmax")])
+    y = np.argmax(teacher.predict(x, verbose=0), axis=-1)
+    student, _ = compress(teacher, CompressionPolicy("weight-svd", rank=1, rank_multiple=1))
+    hist = distill(student, teacher, Dataset(x, None, "unlabelled"), epochs=3, batch_size=32,
+                   val=Dataset(x, y, "teacher's top-1"), verbose=False)
+    assert hist["labels"] is False and hist["alpha"] == 0.0
+    assert hist["loss"][-1] < hist["loss"][0]
     assert hist["val_top1_after"] >= hist["val_top1_before"]
