@@ -159,12 +159,14 @@ def _quant_kind(q) -> tuple[str, int]:
     return "per-tensor", 1
 
 
-def audit_ops(tflite: bytes, *, delegation: bool = True) -> OpAudit:
+def audit_ops(tflite: bytes, *, delegation: bool = True, subject: str = "the model") -> OpAudit:
     """Audit a .tflite model.
 
     Args:
         tflite: the flatbuffer bytes.
-        delegation: ask the LiteRT interpreter how XNNPACK partitions the graph.
+        delegation: ask the LiteRT interpreter how XNNPACK partitions the graph (in a child process, so a
+            crash there becomes `delegation_error`, one line naming `subject` and the signal).
+        subject: the file's name in messages.
 
     Returns:
         An `OpAudit` (see `.render()` and `.to_dict()`).
@@ -199,8 +201,11 @@ def audit_ops(tflite: bytes, *, delegation: bool = True) -> OpAudit:
     partitions, outside, outside_dtypes, err = None, None, None, None
     if delegation:
         try:
-            partitions, outside, outside_dtypes = xnnpack_delegation(bytes(tflite))
-        except Exception as e:  # e.g. a Flex op the interpreter cannot resolve
+            from edge_lowrank.isolate import run_isolated
+
+            partitions, outside, outside_dtypes = run_isolated(
+                xnnpack_delegation, bytes(tflite), stage="LiteRT delegation check", subject=subject)
+        except Exception as e:  # e.g. a Flex op the interpreter cannot resolve, or a crash of LiteRT
             err = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     return OpAudit(
         size_bytes=len(tflite),

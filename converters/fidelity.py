@@ -2,7 +2,8 @@
 
 Both run on the same images: Keras in batches, LiteRT one image at a time (the model has a static batch of
 1). int8 inputs are quantized and int8 outputs dequantized with the model's own scale and zero point, so
-the errors are in the Keras output's units.
+the errors are in the Keras output's units. LiteRT runs in a child process (`edge_lowrank.isolate`, no
+TensorFlow there): a crash in its kernels is one line naming the file, not the end of the caller.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def run_tflite(tflite: bytes, x: np.ndarray) -> np.ndarray:
     return np.stack(ys)
 
 
-def check_fidelity(model, tflite: bytes, dataset, n: int | None = DEFAULT_FIDELITY_SAMPLES) -> Fidelity:
+def check_fidelity(model, tflite: bytes, dataset, n: int | None = DEFAULT_FIDELITY_SAMPLES, *,
+                   subject: str = "the model") -> Fidelity:
     """Compare a .tflite with its Keras model on the first `n` samples of `dataset` (all when None).
 
     Args:
@@ -97,10 +99,14 @@ def check_fidelity(model, tflite: bytes, dataset, n: int | None = DEFAULT_FIDELI
         tflite: the flatbuffer bytes.
         dataset: a `Dataset` (x float32 NHWC; y int labels or None), e.g. `load_dataset("fashion-mnist:test")`.
         n: number of samples.
+        subject: the .tflite's name in messages.
 
     Raises:
         DataError: empty data, or samples of the wrong shape.
+        CrashError: LiteRT crashed in its child process.
     """
+    from edge_lowrank.isolate import run_isolated
+
     ds = dataset.take(n)
     if len(ds) == 0:
         raise DataError(f"Data {dataset.name} is empty: fidelity needs samples.")
@@ -114,7 +120,8 @@ def check_fidelity(model, tflite: bytes, dataset, n: int | None = DEFAULT_FIDELI
     if static and len(x) % static:
         raise DataError(f"The model has a static batch of {batch}; {len(x)} samples do not divide into it.")
     ref = np.asarray(model.predict(x, batch_size=batch, verbose=0), dtype=np.float32).reshape(len(x), -1)
-    got = run_tflite(tflite, x).reshape(len(x), -1)
+    got = run_isolated(run_tflite, bytes(tflite), x, stage="LiteRT fidelity check",
+                       subject=subject).reshape(len(x), -1)
     diff = np.abs(got - ref)
     per_sample_rel = diff.max(axis=1) / np.maximum(np.abs(ref).max(axis=1), 1e-12)
     top_ref, top_got = ref.argmax(axis=1), got.argmax(axis=1)
