@@ -9,6 +9,7 @@ import importlib
 
 _EXPORTS = {
     "to_tflite": "converters.convert",
+    "to_tflite_isolated": "converters.convert",
     "PRECISIONS": "converters.convert",
     "ConversionError": "converters.convert",
     "audit_ops": "converters.audit",
@@ -26,8 +27,8 @@ _EXPORTS = {
     "embed_metadata": "converters.metadata",
     "validate_representative_data": "converters.calibration",
     "calibration_samples": "converters.calibration",
-    "tflite_macs": "converters.tflite_macs",
-    "TfliteMacs": "converters.tflite_macs",
+    "tflite_macs": "converters.macs",
+    "TfliteMacs": "converters.macs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,7 +8,7 @@ Calls are read from the nodes of the model's own (functional) graph, never from 
 Keras 3 Sequential model that was built, saved or reloaded keeps one stale node per build there (21 on a
 legacy .h5 Sequential's first conv, see NOTES), and summing them over-counted 5.9x. A nested model counts its
 layers once per call of it; a shared layer once per call; parameters once per layer object.
-`converters.tflite_macs` recounts the MACs from a converted .tflite as an independent check.
+`converters.tflite_macs` (converters/macs.py) recounts the MACs from a converted .tflite: an independent check.
 """
 
 from __future__ import annotations

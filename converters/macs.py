@@ -13,6 +13,9 @@ Per op, with shapes as TFLite stores them (NHWC, batch included, so counts are p
   TRANSPOSE_CONV     in positions * kh*kw*cin*cout          every input position scatters the whole kernel
   CONV_3D_TRANSPOSE  in positions * kd*kh*kw*cin*cout
 Other ops count 0. Only the main subgraph (0) is counted.
+
+The module is not named `tflite_macs`: importing a submodule of that name would shadow the function
+`converters.tflite_macs` on the package.
 """
 
 from __future__ import annotations
