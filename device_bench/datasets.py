@@ -16,7 +16,7 @@ Fashion-MNIST is read from Debian's ``dataset-fashion-mnist`` files (``/usr/shar
 overridable by the ``data_dir`` argument or ``$EDGE_LOWRANK_FASHION_MNIST_DIR``). Without them, and when
 ``$EDGE_LOWRANK_OFFLINE`` is unset, it downloads the same files ``keras.datasets.fashion_mnist`` would into the
 cache folder (no Keras needed, so a board can do it too). Images are float32 NHWC scaled to [0, 1]; labels are
-int64.
+int64. How images map to what a model takes is stated once, in `device_bench.transform`.
 
 The calibration subset is 100 images of each class from the training split, the first ones of each class in
 a permutation of the 60,000 indices by ``numpy.random.default_rng(20240601)``: 1,000 images, always the same.
@@ -70,6 +70,51 @@ class Dataset:
         if n is None or n >= len(self):
             return self
         return Dataset(self.x[:n], None if self.y is None else self.y[:n], f"{self.name}[:{n}]")
+
+    def subset(self, idx, name: str) -> "Dataset":
+        return Dataset(self.x[idx], None if self.y is None else self.y[idx], name)
+
+    def with_x(self, x: np.ndarray) -> "Dataset":
+        """The same samples with other inputs (e.g. through the input transform)."""
+        return Dataset(x, self.y, self.name)
+
+    def with_labels(self, y: np.ndarray) -> "Dataset":
+        return Dataset(self.x, np.asarray(y, dtype=np.int64), self.name)
+
+
+DEFAULT_TEST_FRACTION = 0.2
+
+
+def split_indices(n: int, y: np.ndarray | None, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices, both sorted: per class when labelled (stratified), seeded.
+
+    Each class gives round(test_fraction * its count) images to the test part, at least one when it has two
+    or more, never all of them: every class is both learnt from and scored. Unlabelled data split as one class.
+    """
+    if not 0 < test_fraction < 1:
+        raise DataError(f"Invalid value for `test_fraction`. Expected a float in (0, 1). "
+                        f"Received: test_fraction={test_fraction}.")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if y is None else [np.flatnonzero(y == c) for c in np.unique(y)]
+    test = []
+    for members in groups:
+        k = int(round(test_fraction * len(members)))
+        k = min(max(k, 1 if len(members) >= 2 else 0), len(members) - 1)
+        test.append(rng.permutation(members)[:k])
+    test = np.sort(np.concatenate(test)).astype(np.int64)
+    train = np.setdiff1d(np.arange(n), test)
+    if len(test) == 0 or len(train) == 0:
+        raise DataError(f"Cannot split {n} image(s) into a fine-tuning part and a held-out test part: "
+                        f"give more data, or separate files with --train-data.")
+    return train, test
+
+
+def split_dataset(ds: Dataset, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0):
+    """Split one data set into (fine-tuning/calibration part, held-out test part); see `split_indices`."""
+    train, test = split_indices(len(ds), ds.y, test_fraction, seed)
+    pct = f"{test_fraction:g}"
+    return (ds.subset(train, f"{ds.name}[train part, test fraction {pct}, seed {seed}]"),
+            ds.subset(test, f"{ds.name}[test part, test fraction {pct}, seed {seed}]"))
 
 
 def _read_idx(path: Path) -> np.ndarray:

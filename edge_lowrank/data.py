@@ -7,4 +7,5 @@ from device_bench.datasets import (  # noqa: F401
     load_dataset,
     load_fashion_mnist,
     load_npz,
+    split_dataset,
 )

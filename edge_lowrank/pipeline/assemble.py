@@ -63,6 +63,19 @@ def build_variants(pipe, base, scheme_rows, exports, bench, arm) -> list[dict]:
     return variants
 
 
+def data_section(inp) -> dict:
+    """report.json's `data`: what each part is, how many images, the split, the metric, the input transform."""
+    di = inp.data_info
+
+    def ref(role, ds):
+        spec, part = di["specs"][role]
+        return None if ds is None else {"spec": spec, "part": part, "n": len(ds)}
+
+    return {"mode": di["mode"], "metric": di["metric"], "split": di["split"],
+            "input_transform": di["input_transform"], "notes": list(di["notes"]),
+            "test": ref("test", inp.test), "train": ref("train", inp.train), "calib": ref("calib", inp.calib)}
+
+
 def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
     """Build report.json's dict, write best.tflite (or remove a stale one), the plots, md, json and html."""
     from edge_lowrank.pipeline.html import render_html
@@ -70,7 +83,7 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
 
     cfg, inp, out = pipe.cfg, pipe.inp, pipe.out
     variants = build_variants(pipe, base, scheme_rows, exports, bench, arm)
-    outcome = gates_mod.evaluate(variants, cfg.gates())
+    outcome = gates_mod.evaluate(variants, cfg.gates(), accuracy=inp.data_info["mode"])
     files = {"report_json": "report.json", "report_md": "report.md", "report_html": "report.html"}
     best = None
     if outcome.passed:
@@ -96,10 +109,7 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
         "tool": {"name": "edge-lowrank", "version": __version__},
         "model": {"path": str(inp.model_path), "sha256": inp.model_sha, "params": base["params"],
                   "macs": base["macs"], "input_shape": list(inp.model.inputs[0].shape[1:])},
-        "data": {"test": {"spec": cfg.data, "n": len(inp.test)},
-                 "train": None if inp.train is None else {"spec": inp.fingerprints["train"].split("@")[0],
-                                                          "n": len(inp.train)},
-                 "calib": {"spec": inp.fingerprints["calib"].split("@")[0], "n": len(inp.calib)}},
+        "data": data_section(inp),
         "settings": settings,
         "schemes": [{k: r.get(k) for k in ("scheme", "status", "message", "rewrite", "finetune")}
                     for r in scheme_rows],

@@ -33,9 +33,19 @@ class RunConfig:
     model: str | None = _opt(None, "Keras model (.keras/.h5); default: the sample ResNet for Fashion-MNIST",
                              type=str, flag=False)
     data: str = _opt("fashion-mnist", "test data for accuracy: fashion-mnist[:SPLIT] or an .npz "
-                     "(fashion-mnist means the 10,000 test images)", type=str)
+                     "(fashion-mnist means the 10,000 test images; an .npz without --train-data is split into a "
+                     "fine-tuning part and a held-out test part; without labels `y`, every accuracy figure is "
+                     "top-1 agreement with the original float model)", type=str)
     train_data: str | None = _opt(None, "data for fine-tuning (default: fashion-mnist:train for fashion-mnist, "
-                                  "else --data)", type=str)
+                                  "else the fine-tuning part of --data); given, --data is not split", type=str)
+    test_fraction: float = _opt(0.2, "share of an .npz --data held out for testing when no --train-data is "
+                                "given (split per class, seeded by --seed)", type=float)
+    input_range: str | None = _opt(None, "the input range the model was trained on, LOW,HIGH: [0, 1] images "
+                                   "are mapped there (0,255 for raw pixels); `any`: data as they are "
+                                   "(default: from a leading Rescaling/Normalization layer, else [0, 1])", type=str)
+    input_scale: float | None = _opt(None, "model_input = image * input_scale + input_offset (instead of "
+                                     "--input-range)", type=float)
+    input_offset: float | None = _opt(None, "see --input-scale", type=float)
     calib_data: str | None = _opt(None, "data for int8 calibration (default: fashion-mnist:calib for "
                                   "fashion-mnist, else the first --calib-samples of the training data)", type=str)
     out: str = _opt("runs/latest", "output folder; a rerun with the same folder reuses finished stages", type=str)
@@ -67,7 +77,8 @@ class RunConfig:
                                "emulation is slow, so the default is the deployed int8 only", type=str)
     c_arrays: bool = _opt(True, "write a C array (.cc/.h) for every .tflite", type=bool)
     max_accuracy_drop: float | None = _opt(1.0, "gate: top-1 may drop at most this many percentage points "
-                                           "below the original float32 model (100 turns it off)", type=float)
+                                           "below the original float32 model (100 turns it off); on unlabelled "
+                                           "data it applies to top-1 agreement with the original", type=float)
     min_speedup: float | None = _opt(None, "gate: host speedup at least this against --speedup-vs", type=float)
     speedup_vs: str = _opt("float32", "baseline of the speedup gate", type=str, choices=("float32", "int8"))
     max_size_kb: float | None = _opt(None, "gate: .tflite file at most this many KB (1 KB = 1024 bytes)",
@@ -82,6 +93,12 @@ class RunConfig:
 
     def arm_precision_list(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.arm_precisions.split(",") if p.strip())
+
+    def input_transform(self):
+        """The stated input transform (`device_bench.transform.InputTransform`), or None when not stated."""
+        from device_bench.transform import from_settings
+
+        return from_settings(self.input_range, self.input_scale, self.input_offset)
 
     def gates(self) -> dict:
         return {k: getattr(self, k) for k in ("max_accuracy_drop", "min_speedup", "max_size_kb", "max_arena_kb")
@@ -113,6 +130,15 @@ class RunConfig:
         if self.finetune_epochs < 0:
             raise ConfigError(f"Invalid value for `finetune_epochs`. Expected an int >= 0. "
                               f"Received: finetune_epochs={self.finetune_epochs}.")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"Invalid value for `test_fraction`. Expected a float in (0, 1). "
+                              f"Received: test_fraction={self.test_fraction}.")
+        from device_bench.transform import from_settings
+
+        try:
+            from_settings(self.input_range, self.input_scale, self.input_offset)
+        except EdgeLowrankError as e:
+            raise ConfigError(str(e)) from None
         if self.min_secs < 0:
             raise ConfigError(f"Invalid value for `min_secs`. Expected >= 0. Received: min_secs={self.min_secs}.")
         for name in ("max_accuracy_drop", "max_size_kb", "max_arena_kb"):
@@ -171,6 +197,9 @@ def _coerce(name: str, value, source: str):
         return value
     if want is str and name == "schemes" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ",".join(value)
+    if want is str and name == "input_range" and isinstance(value, list) and len(value) == 2 \
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return f"{value[0]},{value[1]}"  # input-range = [0, 255]
     if want is str and isinstance(value, str):
         return value
     raise ConfigError(f"Invalid value for `{name}` in {source}. Expected {want.__name__}. Received: {value!r}.")

@@ -3,7 +3,8 @@
 Why: a CI job wants one exit code and one line. "Best" is the fastest variant on the host (lowest median
 latency) among those that pass every gate; ties go to the higher top-1, then the smaller file. When none
 passes, the message names the variant closest to passing (fewest failed gates, then smallest relative
-shortfall) and each gate it misses, with the value reached and the shortfall.
+shortfall) and each gate it misses, with the value reached and the shortfall. On unlabelled data ("agreement"
+mode) the accuracy gate applies to top-1 agreement with the original float model, and its lines say so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class GateMiss:
     gate: str
     limit: float
     value: float | None  # None: the figure could not be measured for this variant
+    accuracy: str = "top1"  # top1 | agreement: what the accuracy gate's points are of
 
     @property
     def shortfall(self) -> float | None:
@@ -31,10 +33,12 @@ class GateMiss:
 
     def describe(self) -> str:
         flag, unit, _, _ = GATES[self.gate]
+        of = ("; points of top-1 agreement with the original float model"
+              if self.gate == "max_accuracy_drop" and self.accuracy == "agreement" else "")
         if self.value is None:
             return f"{flag} {self.limit:g} (not measured for it)"
         reach = "reaches" if GATES[self.gate][3] else "has"
-        return f"{flag} {self.limit:g} by {self.shortfall:.3g} {unit} ({reach} {self.value:.3g} {unit})"
+        return f"{flag} {self.limit:g} by {self.shortfall:.3g} {unit} ({reach} {self.value:.3g} {unit}{of})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,24 +75,28 @@ def gate_values(variant: dict) -> dict:
     }
 
 
-def check(variant: dict, gates: dict) -> list[GateMiss]:
+def check(variant: dict, gates: dict, accuracy: str = "top1") -> list[GateMiss]:
     values = gate_values(variant)
     misses = []
     for gate, limit in gates.items():
         _, _, field, larger_better = GATES[gate]
         v = values[field]
         if v is None or (v < limit if larger_better else v > limit):
-            misses.append(GateMiss(gate, float(limit), None if v is None else float(v)))
+            misses.append(GateMiss(gate, float(limit), None if v is None else float(v), accuracy))
     return misses
 
 
-def evaluate(variants: list[dict], gates: dict) -> GateOutcome:
-    """Apply `gates` ({name: limit}) to the report's variants (dicts with `id`, `top1`, latency...)."""
+def evaluate(variants: list[dict], gates: dict, accuracy: str = "top1") -> GateOutcome:
+    """Apply `gates` ({name: limit}) to the report's variants (dicts with `id`, `top1`, latency...).
+
+    `accuracy` is the report's data mode: ``top1`` (labelled test data) or ``agreement`` (unlabelled: `top1`
+    holds top-1 agreement with the original float model).
+    """
     unknown = set(gates) - set(GATES)
     if unknown:
         raise ValueError(f"Unknown gates {sorted(unknown)}; expected {sorted(GATES)}.")
     usable = [v for v in variants if v.get("error") is None]
-    misses = {v["id"]: check(v, gates) for v in usable}
+    misses = {v["id"]: check(v, gates, accuracy) for v in usable}
     passing = [v for v in usable if not misses[v["id"]]]
 
     def speed(v):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 
-from edge_lowrank.pipeline.report import table_rows
+from edge_lowrank.pipeline.report import data_sentence, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
@@ -24,7 +24,10 @@ def render_html(report: dict) -> str:
            f"<title>edge-lowrank report: {e(report['model']['path'])}</title><style>{_CSS}</style></head><body>",
            f"<h1>edge-lowrank report</h1><p>Model <code>{e(report['model']['path'])}</code>: "
            f"{report['model']['params']:,} parameters, {report['model']['macs'] / 1e6:.2f} M MACs per image. "
-           f"Top-1 on <code>{e(report['data']['test']['spec'])}</code> ({report['data']['test']['n']:,} images).</p>"]
+           f"{e(data_sentence(report))}</p>"]
+    notes = report["data"].get("notes") or []
+    if notes:
+        out.append("<ul>" + "".join(f"<li>Data: {e(n)}.</li>" for n in notes) + "</ul>")
     g = report["gates"]
     cls = "ok" if g["passed"] else "fail"
     out.append(f"<p class='{cls}'><b>Gates</b>: "

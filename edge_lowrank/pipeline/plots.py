@@ -56,7 +56,9 @@ def plot_pareto(report: dict, path) -> Path | None:
         ax.annotate(v["id"] + (" *" if v["id"] == best else ""), (x, y), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
     ax.set_xlabel("host median latency (ms, LiteRT + XNNPACK, 1 thread)")
-    ax.set_ylabel(f"top-1 (%) on {report['data']['test']['spec']}")
+    what = ("top-1 agreement with the float model (%)" if report["data"].get("mode") == "agreement"
+            else "top-1 (%)")
+    ax.set_ylabel(f"{what} on {report['data']['test']['spec']}")
     ax.set_title(f"Accuracy vs latency; marker area ~ .tflite size (largest {smax:.0f} KB)")
     ax.grid(alpha=0.3)
     legend = ax.legend(loc="lower right", fontsize=8)

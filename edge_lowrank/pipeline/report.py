@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: data.mode/metric/split/input_transform/notes, data parts
 TIMING_KEYS = ("timings", "host", "host_median_us", "speedup_vs_float32", "speedup_vs_int8",
                "speedup_ci95_vs_float32", "speedup_gate", "created", "seconds")
 
@@ -45,13 +45,41 @@ def _fmt(v, spec, suffix="") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
+def agreement_mode(report: dict) -> bool:
+    """Unlabelled test data: every `top1` is top-1 agreement with the original float model."""
+    return report["data"].get("mode") == "agreement"
+
+
+def accuracy_heading(report: dict) -> str:
+    return "Agreement w/ float model %" if agreement_mode(report) else "Top-1 %"
+
+
+def data_sentence(report: dict) -> str:
+    """What the accuracy column measures, on which images, and the data notes (split, transform), in prose."""
+    d = report["data"]
+    t = d["test"]
+    where = f"{t['spec']}" + (f", {t['part']}" if t.get("part") else "")
+    what = ("Top-1 agreement with the original float Keras model (the test data have no labels)"
+            if agreement_mode(report) else "Top-1")
+    s = f"{what} on {where} ({t['n']:,} images)."
+    if d.get("train"):
+        tr = d["train"]
+        s += f" Fine-tuned on {tr['spec']}{', ' + tr['part'] if tr.get('part') else ''} ({tr['n']:,} images)."
+    c = d["calib"]
+    s += f" int8 calibration: {c['spec']}{', ' + c['part'] if c.get('part') else ''} ({c['n']:,} images)."
+    tr = d.get("input_transform") or {}
+    if tr.get("description"):
+        s += f" Input transform: {tr['description']}."
+    return s
+
+
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (also printed to the terminal)."""
     profiles = report["arm"]["profiles"]
     head = ["Variant", "Scheme", "Params", "MACs", "Size KB", "Host ms", "vs fp32", "vs int8"]
     for p in profiles:
         head += [f"ARM instr ({p})", "ratio"]
-    head += ["Top-1 %", "Δ pp", "Fidelity agree / max abs err"]
+    head += [accuracy_heading(report), "Δ pp", "Fidelity agree / max abs err"]
     rows = []
     best = (report.get("best") or {}).get("id")
     for v in report["variants"]:
@@ -79,13 +107,15 @@ def render_markdown(report: dict) -> str:
     head, rows = table_rows(report)
     lines = [f"# edge-lowrank report: {m['path']}", "",
              f"{m['params']:,} parameters, {m['macs'] / 1e6:.2f} M MACs per image. "
-             f"Top-1 on {report['data']['test']['spec']} ({report['data']['test']['n']:,} images). "
+             f"{data_sentence(report)} "
              f"Host latency: LiteRT + XNNPACK, 1 thread, variants interleaved; speedups are ratios of medians "
              f"against the float32 and int8 baselines. ARM: instructions per inference under QEMU "
              f"(emulated, deterministic), ratio against the baseline of the same precision.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines.append("")
+    for note in report["data"].get("notes") or []:
+        lines.append(f"- Data: {note}.")
     arm = report["arm"]
     if not arm["available"]:
         lines.append(f"ARM: not measured ({arm['reason']}).")

@@ -67,6 +67,8 @@ class Inputs:
     train: object | None
     calib: object
     fingerprints: dict
+    data_info: dict  # mode (top1 | agreement), split, input transform, notes: for the report
+    transform: object  # device_bench.transform.InputTransform, recorded in every .tflite
 
 
 def prepare_out_dir(out) -> Path:
@@ -104,8 +106,29 @@ def _check_fits(ds, model, role: str) -> None:
         raise DataError(f"Data {ds.name} ({role}) has images of shape {got}; the model wants {want}.")
 
 
+def _agreement_labels(model, ds):
+    """The original float model's top-1 on `ds`: the labels of agreement mode (unlabelled data)."""
+    import numpy as np
+
+    static = model.inputs[0].shape[0]
+    batch = static or 256
+    if static and len(ds) % static:
+        raise DataError(f"The model has a static batch of {batch}; {len(ds)} test images do not divide into it.")
+    pred = np.asarray(model.predict(ds.x, batch_size=batch, verbose=0))
+    return pred.reshape(len(ds), -1).argmax(axis=1)
+
+
 def load_inputs(cfg: RunConfig) -> Inputs:
-    from edge_lowrank.data import load_dataset
+    """Load the model and the data the run reads: split, put through the input transform, labelled.
+
+    Data rules (README "Data"): an .npz given alone as --data is split, seeded and per class, into a
+    fine-tuning/calibration part and a held-out test part (--test-fraction); --train-data given, or
+    Fashion-MNIST (its official split), means no split. Unlabelled test data switch every accuracy figure to
+    top-1 agreement with the original float model ("agreement" mode): the original's own top-1 becomes the
+    label. Every image goes through the one input transform (`device_bench.transform`) before use.
+    """
+    from device_bench.transform import resolve
+    from edge_lowrank.data import load_dataset, split_dataset
     from edge_lowrank.modelio import load_keras_model
 
     if cfg.model:
@@ -120,28 +143,83 @@ def load_inputs(cfg: RunConfig) -> Inputs:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelError(f"{model_path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                          f"run handles image classifiers with one input and one output.")
+    transform, transform_note = resolve(cfg.input_transform(), model)
+    tkey = f"|{transform.key()}"
+
+    def prepared(ds, role):  # shape checked on the images, range on what the model receives
+        _check_fits(ds, model, role)
+        x = transform.apply(ds.x)
+        transform.check(x, f"Data {ds.name} ({role})")
+        return ds.with_x(x)
+
     fashion = cfg.data.startswith("fashion-mnist")
-    test = load_dataset(cfg.data, default_split="test").take(cfg.eval_samples)
-    if test.y is None:
-        raise DataError(f"Data {test.name} has no labels `y`: top-1 needs them.")
-    _check_fits(test, model, "test")
+    full = load_dataset(cfg.data, default_split="test")
+    split = None
+    train_part = None
+    if cfg.train_data is None and not fashion:
+        train_part, test = split_dataset(full, cfg.test_fraction, cfg.seed)
+        split = {"rule": "per class (stratified)" if full.y is not None else "random (no labels)",
+                 "test_fraction": cfg.test_fraction, "seed": cfg.seed, "n_total": len(full),
+                 "n_finetune_calib": len(train_part), "n_test": len(test)}
+        part = f"|split:{cfg.test_fraction!r}:{cfg.seed}"
+        test_fp, part_fp = _data_fingerprint(cfg.data) + part + ":test", _data_fingerprint(cfg.data) + part + ":train"
+    else:
+        test, test_fp, part_fp = full, _data_fingerprint(cfg.data), None
+    test = prepared(test.take(cfg.eval_samples), "test")
+    mode = "top1" if test.y is not None else "agreement"
+    if mode == "agreement":
+        test = test.with_labels(_agreement_labels(model, test))
+        test_fp += "|agreement"
     n_classes = model.outputs[0].shape[-1]
     if n_classes is not None and int(test.y.max()) >= n_classes:
         raise DataError(f"Data {test.name} has label {int(test.y.max())}, but the model has {n_classes} outputs.")
-    train_spec = cfg.train_data or ("fashion-mnist:train" if fashion else cfg.data)
+    if cfg.train_data:
+        train_spec, train_fp = (cfg.train_data, None), _data_fingerprint(cfg.train_data)
+        train_src = lambda: load_dataset(cfg.train_data, default_split="train")  # noqa: E731
+    elif fashion:
+        train_spec, train_fp = ("fashion-mnist:train", None), "fashion-mnist:train"
+        train_src = lambda: load_dataset("fashion-mnist:train")  # noqa: E731
+    else:
+        train_spec, train_fp = (cfg.data, "fine-tuning part"), part_fp
+        train_src = lambda: train_part  # noqa: E731
     train = None
     if cfg.finetune_epochs > 0:
-        train = load_dataset(train_spec, default_split="train").take(cfg.finetune_samples)
-        if train.y is None:
-            raise DataError(f"Data {train.name} has no labels `y`; fine-tuning needs them "
-                            f"(or pass --finetune-epochs 0).")
-        _check_fits(train, model, "fine-tuning")
-    calib_spec = cfg.calib_data or ("fashion-mnist:calib" if fashion else train_spec)
-    calib = load_dataset(calib_spec, default_split="calib").take(cfg.calib_samples)
-    _check_fits(calib, model, "calibration")
-    fingerprints = {"test": _data_fingerprint(cfg.data), "train": _data_fingerprint(train_spec),
-                    "calib": _data_fingerprint(calib_spec)}
-    return Inputs(model_path, file_sha256(model_path), model, test, train, calib, fingerprints)
+        train = prepared(train_src().take(cfg.finetune_samples), "fine-tuning")
+    if cfg.calib_data:
+        calib_spec, calib_fp = (cfg.calib_data, None), _data_fingerprint(cfg.calib_data)
+        calib_raw = load_dataset(cfg.calib_data, default_split="calib")
+    elif fashion:
+        calib_spec, calib_fp = ("fashion-mnist:calib", None), "fashion-mnist:calib"
+        calib_raw = load_dataset("fashion-mnist:calib")
+    else:
+        calib_spec, calib_fp = train_spec, train_fp
+        calib_raw = train_src()
+    calib = prepared(calib_raw.take(cfg.calib_samples), "calibration")
+    fingerprints = {"test": test_fp + tkey, "train": train_fp + tkey, "calib": calib_fp + tkey}
+    notes = []
+    if split:
+        notes.append(f"{cfg.data} was split {'per class' if full.y is not None else 'at random (no labels)'}, seed "
+                     f"{cfg.seed}: {len(train_part):,} images for fine-tuning and calibration, {split['n_test']:,} "
+                     f"held out for testing (--test-fraction {cfg.test_fraction:g}; --train-data turns it off)")
+    elif cfg.train_data and not fashion and cfg.train_data == cfg.data:
+        notes.append(f"--train-data is --data: the figures are measured on the images the models were "
+                     f"fine-tuned on")
+    if mode == "agreement":
+        notes.append("the test data have no labels: every accuracy figure is top-1 agreement with the original "
+                     "float Keras model, and --max-accuracy-drop applies to it")
+    if transform_note:
+        notes.append(transform_note)
+    data_info = {
+        "mode": mode,
+        "metric": "top-1 accuracy" if mode == "top1" else "top-1 agreement with the original float model",
+        "split": split,
+        "input_transform": transform.to_dict(),
+        "specs": {"test": (cfg.data, "held-out test part" if split else None), "train": train_spec,
+                  "calib": calib_spec},
+        "notes": notes,
+    }
+    return Inputs(model_path, file_sha256(model_path), model, test, train, calib, fingerprints, data_info,
+                  transform)
 
 
 class Pipeline:
@@ -335,7 +413,10 @@ class Pipeline:
         from edge_lowrank.modelio import load_keras_model
 
         model = self.inp.model if scheme == "baseline" else load_keras_model(self.out / keras_rel)
-        kwargs = {"precision": precision, "metadata": {"variant": vid, "scheme": scheme}}
+        from converters.metadata import normalization_metadata
+
+        kwargs = {"precision": precision, "metadata": {"variant": vid, "scheme": scheme,
+                                                       **normalization_metadata(self.inp.transform)}}
         if precision == "int8":
             kwargs["representative_data"] = self.inp.calib.x
         tfl = converters.to_tflite(model, **kwargs)

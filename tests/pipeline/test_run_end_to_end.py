@@ -39,7 +39,14 @@ def test_run_succeeds_and_reports_every_variant(full_run):
         assert row["status"] == "ok", row
         v = next(v for v in report["variants"] if v["id"] == f"{s}-float32")
         assert v["macs"] < base["macs"], "the default budget halves the MACs of rewritten layers"
-    assert report["data"]["test"]["n"] == 320
+    # one .npz alone is split per class: 20 % held out for the figures, the rest fine-tunes and calibrates
+    data = report["data"]
+    assert data["mode"] == "top1" and data["split"]["n_total"] == 320
+    n_test, n_train = data["test"]["n"], data["train"]["n"]
+    assert n_test + n_train == 320 and abs(n_test - 64) <= 5 and data["calib"]["n"] == 64  # rounding per class
+    assert (data["split"]["n_test"], data["split"]["n_finetune_calib"]) == (n_test, n_train)
+    assert data["test"]["part"] == "held-out test part" and data["train"]["part"] == "fine-tuning part"
+    assert f"{n_test} held out for testing" in stdout and f"{n_train} images for fine-tuning" in stdout
     # the best variant is written with its C array, and it is one of the variants, byte for byte
     best = report["best"]
     assert best is not None
