@@ -156,3 +156,40 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
     info.update(metadata or {})
     return embed_metadata(bytes(flat), info)
 
+
+
+def to_tflite_file(keras_path, **kwargs) -> bytes:
+    """`to_tflite` of the model saved at `keras_path`; what the converter's child process runs."""
+    from edge_lowrank.modelio import load_keras_model
+
+    return to_tflite(load_keras_model(keras_path), **kwargs)
+
+
+def to_tflite_isolated(model, *, subject: str, **kwargs) -> bytes:
+    """`to_tflite` in a child process (`edge_lowrank.isolate`): a crash of the converter is one line.
+
+    Args:
+        model: a `keras.Model` (saved to a temporary .keras for the child, so the child converts exactly
+            this model) or the path of a .keras file.
+        subject: the model's name in messages.
+        **kwargs: `to_tflite`'s options.
+
+    Raises:
+        As `to_tflite`; CrashError when the converter's process dies (one line naming `subject` and the signal).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from edge_lowrank.isolate import run_isolated
+
+    stage = f"TFLite converter ({normalize_precision(kwargs.get('precision', 'float32'))})"
+    if isinstance(model, (str, os.PathLike)):
+        return run_isolated(to_tflite_file, str(model), stage=stage, subject=subject, **kwargs)
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"Expected a keras.Model. Received: {type(model).__name__}.")
+    with tempfile.TemporaryDirectory(prefix="edge-lowrank-convert.") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return run_isolated(to_tflite_file, str(path), stage=stage, subject=subject, **kwargs)

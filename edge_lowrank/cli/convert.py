@@ -2,7 +2,9 @@
 
 Converts, audits (ops, XNNPACK partitions, quantization), checks fidelity against Keras on held-out data,
 optionally writes a C array checked on TFLite Micro, and prints the summary. Every result is computed
-before the first file is written, and each file is written atomically: a failure leaves no output.
+before the first file is written, and each file is written atomically: a failure leaves no output. The
+converter, LiteRT and TFLM run in child processes: a native crash is one line naming the stage, the file
+and the signal (exit 1), never a bare "Segmentation fault".
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ def add_arguments(parser):
                              "(default fashion-mnist:calib)")
     parser.add_argument("--calib-samples", type=int, default=200,
                         help="number of calibration images (default 200)")
-    parser.add_argument("--input-range", default="0,1",
-                        help="LOW,HIGH the model's input values span; calibration data outside it is refused "
-                             "(default 0,1; 'any' to skip the check)")
     parser.add_argument("--float-io", action="store_true",
                         help="int8 only: keep float32 inputs and outputs instead of int8")
     parser.add_argument("--no-equalize", action="store_true",
@@ -44,21 +43,10 @@ def add_arguments(parser):
     parser.add_argument("--allow-custom-ops", action="store_true",
                         help="accept custom and Select-TF (Flex) ops instead of failing")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from device_bench.transform import add_arguments as add_transform_arguments
 
-
-def _input_range(text):
-    from edge_lowrank.errors import DataError
-
-    if str(text).lower() in ("any", "none"):
-        return None
-    try:
-        lo, hi = (float(v) for v in str(text).split(","))
-    except ValueError:
-        raise DataError(f"Invalid value for `--input-range`. Expected LOW,HIGH (e.g. 0,1) or 'any'. "
-                        f"Received: {text!r}.") from None
-    if not lo < hi:
-        raise DataError(f"Invalid value for `--input-range`: LOW must be below HIGH. Received: {text!r}.")
-    return lo, hi
+    add_transform_arguments(parser, " (calibration data outside the model's range are refused; default: 0,1, "
+                                    "or 0..255 pixels for a model starting with Rescaling(1/255))")
 
 
 def _user_metadata(path) -> dict:
@@ -89,7 +77,7 @@ def run(args) -> int:
     from converters.audit import audit_ops, require_builtin_only
     from converters.calibration import calibration_samples
     from converters.carray import c_array
-    from converters.convert import to_tflite
+    from converters.convert import to_tflite_isolated
     from converters.fidelity import check_fidelity
     from converters.metadata import read_metadata
     from converters.tflm import TflmError, tflm_check
@@ -104,23 +92,30 @@ def run(args) -> int:
     c_path = Path(args.c_array) if args.c_array else None
     if c_path is not None and c_path.suffix.lower() not in (".cc", ".cpp", ".c"):
         raise DataError(f"Invalid value for `--c-array`. Expected a .cc, .cpp or .c path. Received: {c_path}.")
-    input_range = _input_range(args.input_range)
+    from device_bench.transform import from_args as stated_transform, resolve
+    from converters.metadata import normalization_metadata
+
+    stated = stated_transform(args)
     metadata = _user_metadata(args.metadata_json)
 
     model = load_keras_model(args.model)
     input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    transform, transform_note = resolve(stated, model)  # one input transform for calibration and fidelity
+    input_range = transform.model_range
+    for key, value in normalization_metadata(transform).items():
+        metadata.setdefault(key, value)
     calib = None
     if args.mode == "int8":
         calib_ds = load_dataset(args.calib_data, default_split="calib")
-        calib = calibration_samples(calib_ds, args.calib_samples)
+        calib = transform.apply(calibration_samples(calib_ds, args.calib_samples))
         metadata.setdefault("calibration_data", calib_ds.name)
     metadata.setdefault("source_model", Path(args.model).name)
     metadata.setdefault("source_sha256", hashlib.sha256(Path(args.model).read_bytes()).hexdigest())
 
-    flat = to_tflite(model, precision=args.mode, representative_data=calib, float_io=args.float_io,
-                     metadata=metadata, input_range=input_range,
-                     allow_select_tf_ops=args.allow_custom_ops, equalize=not args.no_equalize)
-    audit = audit_ops(flat)
+    flat = to_tflite_isolated(model, subject=str(args.model), precision=args.mode, representative_data=calib,
+                              float_io=args.float_io, metadata=metadata, input_range=input_range,
+                              allow_select_tf_ops=args.allow_custom_ops, equalize=not args.no_equalize)
+    audit = audit_ops(flat, subject=str(out))
     require_builtin_only(audit, allow_custom=args.allow_custom_ops)
 
     fidelity, note = None, None
@@ -130,13 +125,14 @@ def run(args) -> int:
         if eval_spec == "none":
             note = f"fidelity not checked: input {input_shape} is not Fashion-MNIST's; pass --eval-data"
     if eval_spec.lower() != "none":
-        fidelity = check_fidelity(model, flat, load_dataset(eval_spec, default_split="test"),
-                                  n=args.eval_samples)
+        eval_ds = load_dataset(eval_spec, default_split="test")
+        fidelity = check_fidelity(model, flat, eval_ds.with_x(transform.apply(eval_ds.x)),
+                                  n=args.eval_samples, subject=str(out))
 
     tflm, sources = None, None
     if c_path is not None:
         try:
-            tflm = tflm_check(flat)
+            tflm = tflm_check(flat, subject=str(out))
         except TflmError as e:
             raise TflmError(f"{e} (for microcontrollers convert with --mode int8)") from None
         name = _array_name(args, c_path)
@@ -163,6 +159,7 @@ def run(args) -> int:
         print(json.dumps(summary, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
         return 0
     print(f"{args.model} -> {out} ({args.mode}, {len(flat) / 1024:.1f} KB)")
+    print(f"input transform: {transform.describe()}" + (f"; {transform_note}" if transform_note else ""))
     print(audit.render())
     if audit.unexplained_undelegated:
         print("warning: nodes outside XNNPACK that are not documented exceptions: "
