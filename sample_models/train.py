@@ -31,7 +31,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from sample_models import SAMPLE_MODELS  # noqa: E402
+from sample_models import QUANT_MODELS, SAMPLE_MODELS  # noqa: E402
 
 DESCRIPTIONS = {
     "resnet_fmnist": (
@@ -44,6 +44,11 @@ DESCRIPTIONS = {
         "128 ch at 7x7) with max-pooling, Flatten (6,272 features), Dense 512 ReLU + dropout 0.5, "
         "Dense softmax head."
     ),
+    "seqbn_fmnist": (
+        "Legacy-style Sequential CNN for 28x28x1 Fashion-MNIST in the Conv -> ReLU -> BatchNorm order: conv 32 "
+        "(3x3, ReLU, BN), max-pool, conv 64 (3x3, ReLU, BN), max-pool, Flatten (3,136 features), Dense 1024 "
+        "ReLU, Dense 512 ReLU, Dense softmax head. Kept for quantization studies (PTQ vs QAT)."
+    ),
 }
 
 # Hyper-parameters the committed models were trained with (the card records them too).
@@ -52,6 +57,8 @@ DEFAULTS = {
                       "max_shift": 2},
     "vgg_fmnist": {"epochs": 5, "batch_size": 128, "lr": 1e-3, "weight_decay": 5e-3, "seed": 1234,
                    "max_shift": 0},
+    "seqbn_fmnist": {"epochs": 2, "batch_size": 128, "lr": 1e-3, "weight_decay": 5e-3, "seed": 1234,
+                     "max_shift": 0},
 }
 MAX_SHIFT = 2
 
@@ -172,7 +179,7 @@ def _stage(card: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sample_models.train", description=__doc__.split("\n")[0])
-    parser.add_argument("name", choices=SAMPLE_MODELS)
+    parser.add_argument("name", choices=SAMPLE_MODELS + QUANT_MODELS)
     parser.add_argument("--epochs", type=int, help="training epochs (default: the committed model's)")
     parser.add_argument("--batch-size", type=int, help="images per step (default: the committed model's)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the committed model's)")
