@@ -17,3 +17,11 @@ class GateError(EdgeLowrankError):
     """A pipeline gate (accuracy drop, speedup, size, arena) was not met. Exit code 3."""
 
     exit_code = 3
+
+
+class EdgeLowrankWarning(UserWarning):
+    """A note the project itself emits; the CLI shows each as one line (`edge-lowrank CMD: message`)."""
+
+
+class RepairWarning(EdgeLowrankWarning):
+    """A model file was loaded after a known config repair (`edge_lowrank.legacy`); one line per repair."""

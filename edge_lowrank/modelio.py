@@ -12,30 +12,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def load_keras_model(path, *, compile: bool = False):
-    """Load a `.keras` (or legacy `.h5`) model in Keras safe mode: code inside a model file never runs.
+    """Load a `.keras` (or legacy `.h5`/`.hdf5`) model in Keras safe mode: code inside a model file never runs.
+
+    The plain load comes first; when Keras 3 refuses a file for a known reason of older Keras versions, the
+    config is repaired in a temporary copy and loaded again (`edge_lowrank.legacy`), with one
+    `RepairWarning` line per repair applied.
 
     Raises:
-        ModelError: the file is missing, not a Keras model, or needs code (Lambda, unknown custom layers).
+        ModelError: the file is missing, not a Keras model, damaged, or needs code (Lambda, unknown custom
+            layers); one line saying what failed and what to try.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"Model file {path} does not exist.")
     suffix = path.suffix.lower()
     if suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive).")
+        raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive; "
+                         f"a truncated copy? copy or download it again).")
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"{path} is not a Keras model file. Expected a .keras, .h5 or .hdf5 file.")
     import keras
 
+    from edge_lowrank.legacy import load_repaired
+
     try:
         return keras.models.load_model(path, compile=compile, safe_mode=True)
-    except Exception as e:  # Keras raises many types; the user needs one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "safe_mode" in str(e) or "Lambda" in str(e):
-            msg = "it holds a Lambda layer or other code, which safe mode refuses to run"
-        elif "Could not locate" in str(e) or "Unknown layer" in str(e):
-            msg = f"it uses a custom layer that is not registered ({msg[:160]})"
-        raise ModelError(f"Cannot load {path}: {msg[:300]}") from None
+    except Exception as e:  # Keras raises many types; a known repair, or one line for the user
+        error = e
+    return load_repaired(path, error, compile=compile)
 
 
 def with_static_batch(model, batch_size: int = 1):

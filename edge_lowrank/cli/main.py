@@ -9,11 +9,13 @@ so `edge-lowrank bench` starts without TensorFlow. Exit codes: 0 success, 1 a pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
 import sys
 import traceback
+import warnings
 
 SUCCESS, ERROR, UNKNOWN_ERROR, INTERRUPTED = 0, 1, 2, 130
 
@@ -66,6 +68,27 @@ def _import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
 
 
+@contextlib.contextmanager
+def _project_notes_as_lines(name: str):
+    """Show the project's own warnings (`EdgeLowrankWarning`, e.g. a repaired legacy model file) as one line
+    each, `edge-lowrank NAME: message`, not Python's two-line warning with a source line."""
+    from edge_lowrank.errors import EdgeLowrankWarning
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, EdgeLowrankWarning):
+            print(f"edge-lowrank {name}: {message}", file=sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
@@ -85,7 +108,8 @@ def main(argv=None) -> int:
     try:
         if info.uses_tensorflow:
             _import_tensorflow_quietly()
-        return int(module.run(args) or 0)
+        with _project_notes_as_lines(name):
+            return int(module.run(args) or 0)
     except EdgeLowrankError as e:
         print(f"edge-lowrank {name}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", ERROR)
