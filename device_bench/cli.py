@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, dest=f.name, type=kind, default=f.default, metavar="N" if kind is int else "SECONDS",
                            help=f"{f.metadata.get('help', '')} (default: {f.default})")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a job file sent by the ssh target
+    from .transform import add_arguments as add_transform_arguments
+
+    add_transform_arguments(parser, " (default: what the .tflite files record in their metadata, else none)")
 
 
 def _params_from_args(args) -> BenchParams:
@@ -79,9 +82,19 @@ def run(args) -> int:
             for x in modes:
                 paths.append(m)
                 params.append(dataclasses.replace(base, xnnpack=x))
+        from .transform import for_tflite_files, from_args as stated_transform
+
+        stated = stated_transform(args)  # bad flags fail before anything is loaded
         data = resolve_data(args.data)
         if data is not None and args.limit:
             data = data.take(args.limit)
+        if data is not None:  # the one input transform, as `run` and `convert` applied it
+            transform, note = for_tflite_files(stated, args.models)
+            x = transform.apply(data.x)
+            transform.check(x, f"Data {data.name}")
+            data = data.with_x(x)
+            if note:
+                print(note, file=sys.stderr)
         results = bench_models(paths, params, target=args.target, data=data, inputs=args.inputs,
                                interleave=not args.no_interleave, remote_python=args.remote_python,
                                ssh_identity=args.identity)

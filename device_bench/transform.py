@@ -44,7 +44,7 @@ class InputTransform:
     scale: float = 1.0
     offset: float = 0.0
     checked: bool = True
-    source: str = "default"  # default | user | model (a leading Rescaling/Normalization)
+    source: str = "default"  # default | user | model (a leading Rescaling/Normalization) | metadata (.tflite)
 
     @property
     def identity(self) -> bool:
@@ -75,13 +75,15 @@ class InputTransform:
     def describe(self) -> str:
         """One phrase for reports and logs."""
         if not self.checked:
-            return "none: data go in as they are (input range not checked)"
+            return "none: data go in as they are (input range not checked)" + (
+                " (recorded in the .tflite)" if self.source == "metadata" else "")
         lo, hi = self.model_range
         if self.identity:
             what = "none: images in [0, 1] go in as they are"
         else:
             what = f"x * {self.scale:g} {'+' if self.offset >= 0 else '-'} {abs(self.offset):g} ([0, 1] -> [{lo:g}, {hi:g}])"
-        return what + {"default": "", "user": " (stated)", "model": " (from the model's leading preprocessing)"}[self.source]
+        return what + {"default": "", "user": " (stated)", "model": " (from the model's leading preprocessing)",
+                       "metadata": " (recorded in the .tflite)"}.get(self.source, "")
 
     def to_dict(self) -> dict:
         return {"scale": self.scale, "offset": self.offset, "checked": self.checked, "source": self.source,
@@ -218,3 +220,41 @@ def resolve(stated: InputTransform | None, model=None) -> tuple[InputTransform, 
         return InputTransform(), (f"the model starts with {names}: its preprocessing is in the graph; data go in "
                                   f"raw, as [0, 1] images")
     return InputTransform(), None
+
+
+def recorded(tflite_path) -> InputTransform | None:
+    """The transform a .tflite written by edge-lowrank records in its metadata (None: none, or unreadable).
+
+    Needs `converters` (edge-lowrank installed); on a board with device_bench alone it returns None.
+    """
+    try:
+        from converters.metadata import read_metadata
+    except ImportError:  # pragma: no cover - device_bench alone
+        return None
+    try:
+        with open(tflite_path, "rb") as f:
+            meta = read_metadata(f.read())
+    except Exception:  # an unreadable file is reported by the benchmark itself, as an error row
+        return None
+    t = meta.get("input_transform")
+    if not isinstance(t, dict) or "scale" not in t:
+        return None
+    checked = "input_normalization" in meta
+    return InputTransform(scale=float(t["scale"]), offset=float(t.get("offset", 0.0)), checked=checked,
+                          source="metadata")
+
+
+def for_tflite_files(stated: InputTransform | None, paths) -> tuple[InputTransform, str | None]:
+    """The transform `bench` feeds data through: the stated one, else the one every file records, else none."""
+    if stated is not None:
+        return stated, None
+    found = {str(p): recorded(p) for p in paths}
+    kinds = {t for t in found.values() if t is not None}
+    if not kinds:
+        return InputTransform(), None
+    identity = InputTransform(source="metadata")
+    if len(kinds) > 1 or (None in found.values() and kinds != {identity}):
+        raise DataError("The models record different input transforms in their metadata; state one with "
+                        "--input-range or --input-scale/--input-offset, or benchmark them separately.")
+    t = kinds.pop()
+    return t, None if t.identity else f"input transform from the models' metadata: {t.describe()}"

@@ -45,13 +45,18 @@ def add_arguments(parser):
                         help="seconds of ALS per layer for cp (default 30)")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of distillation (default 0)")
     parser.add_argument("--finetune-data", default="fashion-mnist:train",
-                        help="labelled training data for distillation (default fashion-mnist:train)")
+                        help="training data for distillation; without labels it distils on the original's "
+                             "outputs alone (default fashion-mnist:train)")
     parser.add_argument("--finetune-samples", type=int, default=None, help="training images used (default all)")
     parser.add_argument("--val-data", default=None, help="labelled data to score top-1 before/after fine-tuning")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("-o", "--output", default=None, help="where to write the rewritten .keras model")
     parser.add_argument("--json", default=None, help="also write the report as JSON to this file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-layer progress lines")
+    from device_bench.transform import add_arguments as add_transform_arguments
+
+    add_transform_arguments(parser, " (default: 0..255 pixels for a model starting with Rescaling(1/255), "
+                                    "else images as they are)")
 
 
 def run(args) -> int:
@@ -68,13 +73,26 @@ def run(args) -> int:
     if args.finetune_epochs < 0:
         raise ModelError(f"Invalid value for --finetune-epochs. Expected an int >= 0. "
                          f"Received: {args.finetune_epochs}.")
+    from device_bench.transform import from_args as stated_transform, resolve
+
+    stated = stated_transform(args)
     model = load_keras_model(args.model)
     from edge_lowrank.data import load_dataset
+
+    transform, transform_note = resolve(stated, model)  # the same map for calibration, fine-tuning and top-1
+    if transform_note and not args.quiet:
+        print(f"input transform: {transform.describe()}; {transform_note}")
+
+    def model_inputs(ds, what):
+        x = transform.apply(ds.x)
+        transform.check(x, f"Data {ds.name} ({what})")
+        return ds.with_x(x)
     from edge_lowrank.rewrite import CompressionPolicy, compress
 
     calib = None
     if args.calib_data:
-        calib = load_dataset(args.calib_data, default_split="calib").take(args.calib_samples).x
+        calib = model_inputs(load_dataset(args.calib_data, default_split="calib").take(args.calib_samples),
+                             "calibration").x
     layer_ranks = {}
     for item in args.layer_rank:
         name, _, value = item.partition("=")
@@ -108,8 +126,9 @@ def run(args) -> int:
     if args.finetune_epochs > 0:
         from edge_lowrank.finetune import distill
 
-        train = load_dataset(args.finetune_data, default_split="train").take(args.finetune_samples)
-        val = load_dataset(args.val_data, default_split="test") if args.val_data else None
+        train = model_inputs(load_dataset(args.finetune_data, default_split="train").take(args.finetune_samples),
+                             "fine-tuning")
+        val = model_inputs(load_dataset(args.val_data, default_split="test"), "validation") if args.val_data else None
         hist = distill(new_model, model, train, epochs=args.finetune_epochs, batch_size=args.batch_size,
                        val=val, verbose=not args.quiet)
         data["finetune"] = hist

@@ -11,6 +11,9 @@ def add_arguments(parser):
     parser.add_argument("--data", default=None,
                         help="labelled data to score top-1 on: fashion-mnist[:test|train|calib] or an .npz")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from device_bench.transform import add_arguments as add_transform_arguments
+
+    add_transform_arguments(parser)
 
 
 def evaluate_accuracy(model, dataset, batch_size: int = 256) -> float:
@@ -34,6 +37,9 @@ def run(args) -> int:
     from edge_lowrank.modelio import load_keras_model
     from edge_lowrank.profile import profile_model
 
+    from device_bench.transform import from_args as stated_transform, resolve
+
+    stated = stated_transform(args)
     model = load_keras_model(args.model)
     prof = profile_model(model)
     info = {
@@ -43,15 +49,25 @@ def run(args) -> int:
         "macs": prof.macs,
         "input_shape": list(model.inputs[0].shape[1:]),
     }
+    if prof.variable_shape:  # unknown spatial sizes count as 1: MACs per unit of that size, not per image
+        info["macs_note"] = "input size unknown (None): MACs counted with each unknown dimension as 1"
     if args.data:
         ds = load_dataset(args.data, default_split="test")
+        transform, note = resolve(stated, model)
+        x = transform.apply(ds.x)
+        transform.check(x, f"Data {ds.name}")
+        ds = ds.with_x(x)
         info["data"] = ds.name
+        info["input_transform"] = transform.describe() + (f"; {note}" if note else "")
         info["top1"] = round(evaluate_accuracy(model, ds), 4)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"{info['model']}: {info['params']:,} parameters, {info['macs'] / 1e6:.1f} M MACs per image, "
               f"{info['file_size_kb']:.0f} KB file, input {tuple(info['input_shape'])}")
+        if "macs_note" in info:
+            print(f"note: {info['macs_note']}")
         if "top1" in info:
-            print(f"top-1 on {info['data']} ({len(ds):,} images): {info['top1'] * 100:.2f}%")
+            print(f"top-1 on {info['data']} ({len(ds):,} images): {info['top1'] * 100:.2f}% "
+                  f"(input transform: {info['input_transform']})")
     return 0
