@@ -69,9 +69,13 @@ class TfliteMacs:
                 "ops": [dataclasses.asdict(o) for o in self.ops]}
 
     def render(self) -> str:
-        parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in self.by_type().items()) or "none"
+        parts = ", ".join(f"{k} {_short(v)}" for k, v in self.by_type().items()) or "none"
         note = " (a dynamic input size counted as 1)" if self.variable_shape else ""
-        return f"macs: {self.total / 1e6:.2f} M per invocation{note}: {parts}"
+        return f"macs: {self.total:,} per invocation{note}: {parts}"
+
+
+def _short(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
 
 def _shape(tensors, index) -> tuple[int, ...]:

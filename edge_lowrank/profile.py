@@ -1,7 +1,8 @@
 """Parameter and MAC counts of a Keras model, per layer, from the model's own graph.
 
 MACs are multiply-accumulates per image (batch 1) of the layers that do them: Conv1D/2D/3D (groups included),
-DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose and Dense (on any rank: positions * in * out).
+DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, Dense (on any rank: positions * in * out)
+and Dot (a batched matmul).
 BatchNorm, pooling, Add and activations count 0 MACs.
 
 Calls are read from the nodes of the model's own (functional) graph, never from `layer._inbound_nodes`: a
@@ -81,6 +82,11 @@ def _node_macs(layer, node) -> tuple[int, bool]:
     if isinstance(layer, L.Dense):
         pos, var = _positions(out)  # (in, out) at every position of a 3-D/4-D input
         return pos * _size(layer.kernel), var
+    if isinstance(layer, L.Dot):  # a batched matmul: every output element sums over the contracted axis
+        x = tuple(node.input_tensors[0].shape)
+        axis = layer.axes if isinstance(layer.axes, int) else layer.axes[0]
+        pos, var = _positions(tuple(out) + (1,))
+        return pos * int(x[axis % len(x)] or 1), var
     return 0, False
 
 

@@ -1,4 +1,4 @@
-"""`edge-lowrank inspect MODEL.tflite [--json]`: ops, sizes, quantization, XNNPACK delegation, metadata.
+"""`edge-lowrank inspect MODEL.tflite [--json]`: ops, MACs, sizes, quantization, XNNPACK delegation, metadata.
 
 Reads the flatbuffer and asks the LiteRT interpreter; imports no TensorFlow.
 """
@@ -18,6 +18,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from converters.audit import audit_ops
     from converters.carray import tflm_op_registrations
+    from converters.macs import tflite_macs
     from converters.metadata import read_metadata
     from edge_lowrank.errors import ModelError
 
@@ -27,18 +28,21 @@ def run(args) -> int:
     data = path.read_bytes()
     audit = audit_ops(data)
     metadata = read_metadata(data)
+    macs = tflite_macs(data)  # from the ops' shapes: compare with `info` on the .keras
     try:
         tflm_ops = [m[3:] for m in tflm_op_registrations(data)]
     except ModelError:
         tflm_ops = None
     if args.json:
-        d = {"model": str(path), "audit": audit.to_dict(), "metadata": metadata, "tflm_ops": tflm_ops}
+        d = {"model": str(path), "audit": audit.to_dict(), "macs": macs.to_dict(), "metadata": metadata,
+             "tflm_ops": tflm_ops}
         if not args.weights:
             d["audit"].pop("weights")
         print(json.dumps(d, indent=2))
         return 0
     print(f"{path}")
     print(audit.render())
+    print(macs.render())
     if tflm_ops is not None:
         print("tflm ops: " + ", ".join(tflm_ops))
     if args.weights:

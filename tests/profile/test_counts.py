@@ -171,12 +171,22 @@ def test_nested_model_called_twice_and_shared_layer(reload, tmp_path):
     assert prof.params == model.count_params()
 
 
-def test_variable_spatial_input_is_flagged():
+def test_variable_spatial_input_is_flagged(tmp_path, capsys):
     import keras
 
     x = keras.Input((None, None, 3))
-    prof = profile_model(keras.Model(x, keras.layers.Conv2D(4, 3, padding="same")(x)))
+    model = keras.Model(x, keras.layers.Conv2D(4, 3, padding="same")(x))
+    prof = profile_model(model)
     assert prof.variable_shape and prof.macs == 27 * 4  # per unit of the unknown size
+    model.save(tmp_path / "v.keras")
+    assert main(["info", str(tmp_path / "v.keras")]) == 0
+    assert "note: input size unknown (None)" in capsys.readouterr().out
+
+
+def test_info_on_a_reloaded_sequential(tmp_path, capsys):
+    _mnist_sequential().save(tmp_path / "m.keras")
+    assert main(["info", str(tmp_path / "m.keras")]) == 0
+    assert f"{MNIST_PARAMS:,} parameters, 12.0 M MACs per image" in capsys.readouterr().out
 
 
 def test_bad_inputs_raise_one_line_errors():
