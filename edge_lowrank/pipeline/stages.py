@@ -229,6 +229,7 @@ class Pipeline:
         self.cfg = cfg
         self.progress = progress or StageProgress(enabled=cfg.progress)
         self.timings: dict[str, float] = {}
+        self.crashes: list[str] = []  # "STAGE: one line" of each stage whose native code crashed in this run
 
     # -- stage plumbing ------------------------------------------------------------------------------------
     def _stage(self, name: str, inputs: dict, fn):
@@ -400,16 +401,24 @@ class Pipeline:
         return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel))
 
     def _export(self, vid: str, scheme: str, precision: str, keras_rel: str):
+        from edge_lowrank.isolate import CrashError
+
         try:
             return self._export_files(vid, scheme, precision, keras_rel)
         except Exception as e:  # the converter's and TF's failures: an error row for this variant, the run goes on
             for f in (self.out / "tflite" / f"{vid}.tflite", self.out / "c" / f"{vid}.cc", self.out / "c" / f"{vid}.h"):
                 f.unlink(missing_ok=True)
+            crashed = isinstance(e, CrashError)  # native code died in its child: `run` exits 1 after the report
+            if crashed:
+                self.crashes.append(f"export:{vid}: {e}")
             return {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel, "tflite": None,
-                    "size_bytes": None, "error": _first_line(e)}, []
+                    "size_bytes": None, "error": str(e) if crashed else _first_line(e), "crashed": crashed}, []
 
     def _export_files(self, vid: str, scheme: str, precision: str, keras_rel: str):
+        """Convert, then measure; the converter, TFLM and LiteRT each run in a child process, so a native
+        crash raises `CrashError` (one line naming the stage, the file and the signal) instead of ending the run."""
         import converters
+        from edge_lowrank.isolate import CrashError
         from edge_lowrank.modelio import load_keras_model
 
         model = self.inp.model if scheme == "baseline" else load_keras_model(self.out / keras_rel)
@@ -419,7 +428,9 @@ class Pipeline:
                                                        **normalization_metadata(self.inp.transform)}}
         if precision == "int8":
             kwargs["representative_data"] = self.inp.calib.x
-        tfl = converters.to_tflite(model, **kwargs)
+        source = self.inp.model if scheme == "baseline" else self.out / keras_rel  # the child loads a saved file
+        tfl = converters.to_tflite_isolated(source, subject=keras_rel, **kwargs)
+        tfl_rel = f"tflite/{vid}.tflite"
         files = []
         path = self.out / "tflite" / f"{vid}.tflite"
         atomic_write_bytes(path, tfl)
@@ -428,7 +439,9 @@ class Pipeline:
                "tflite": f"tflite/{vid}.tflite", "size_bytes": len(tfl), "c_source": None, "c_header": None,
                "arena_bytes": None, "fidelity": None, "top1": None, "top1_keras": None, "error": None}
         try:
-            rec["arena_bytes"] = int(converters.tflm_arena_size(tfl))
+            rec["arena_bytes"] = int(converters.tflm_arena_size(tfl, subject=tfl_rel))
+        except CrashError:
+            raise
         except Exception as e:  # TFLM may lack an op the model uses: the arena gate then reports "not measured"
             rec["arena_error"] = _first_line(e)
         if self.cfg.c_arrays:
@@ -438,7 +451,7 @@ class Pipeline:
                 atomic_write_text(p, text)
                 files.append(p)
                 rec["c_source" if ext == "cc" else "c_header"] = f"c/{vid}.{ext}"
-        fid = converters.check_fidelity(model, tfl, self.inp.test, n=None)
+        fid = converters.check_fidelity(model, tfl, self.inp.test, n=None, subject=tfl_rel)
         rec["fidelity"] = _jsonable(fid.to_dict())
         rec["top1"] = fid.accuracy_tflite
         rec["top1_keras"] = fid.accuracy_keras

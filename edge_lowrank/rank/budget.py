@@ -69,8 +69,8 @@ def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs"
                       f"{t_lo / original:.3f} of the original {metric}.", stacklevel=2)
         return lo, r_lo
     t_hi, r_hi = total(hi)
-    if t_hi <= target:
-        return hi, r_hi
+    if t_hi <= target:  # every spectrum kept whole; cp's ranks can still grow past its spectrum's length
+        return hi, (_fill(prepared, hi, r_hi, target, idx, ranks_at, fixed_cost, multiple) if fill else r_hi)
     best = (lo, r_lo)
     for _ in range(iterations):
         mid = (lo + hi) / 2
@@ -81,13 +81,13 @@ def budget_energy(layers, ratio: float, *, fixed_cost: int, metric: str = "macs"
             hi = mid
     if not fill:
         return best
-    return best[0], _fill(prepared, best[0], best[1], target, idx, ranks_at, fixed_cost)
+    return best[0], _fill(prepared, best[0], best[1], target, idx, ranks_at, fixed_cost, multiple)
 
 
 def _next_step(p, e, ranks, ranks_at):
     """The lowest energy above `e` at which this layer's ranks grow, and the ranks there (None: at full)."""
     sp = p[4]
-    cands = sorted({float(c) for sq, _ in sp for c in _cumulative(sq) if c > e + 1e-12})
+    cands = sorted({min(float(c), 1.0) for sq, _ in sp for c in _cumulative(sq) if c > e + 1e-12})
     for c in cands:
         rs = ranks_at(c, p)
         if rs != tuple(ranks):
@@ -101,7 +101,7 @@ def _cumulative(sq):
     return np.cumsum(s) / t if t > 0 else np.ones(1)
 
 
-def _fill(prepared, energy, ranks, target, idx, ranks_at, fixed_cost):
+def _fill(prepared, energy, ranks, target, idx, ranks_at, fixed_cost, multiple):
     """Spend what the common threshold leaves of the budget: raise single layers, lowest next threshold
     first (the order the common threshold itself would take), while the total stays within `target`.
 
@@ -131,4 +131,19 @@ def _fill(prepared, energy, ranks, target, idx, ranks_at, fixed_cost):
         step = _next_step(p, e, rs, ranks_at)
         if step is not None:
             heapq.heappush(heap, (step[0], i, step[1]))
+    # Past the whole spectrum (cp: its SVD proxy has min(k*k*c_in, c_out) values, its CP rank bound is
+    # k*k*min(c_in, c_out)): one `multiple` at a time, the layer furthest below its nominal rank first,
+    # never to a cost at or above the layer's own (the rewriter would keep it).
+    active = [i for i in range(len(prepared)) if ranks[i] != tuple(prepared[i][3])]
+    while active:
+        i = min(active, key=lambda j: (ranks[j][0] / _schemes.nominal_ranks(prepared[j][0], prepared[j][1])[0], j))
+        p = prepared[i]
+        rs = tuple(min(r + multiple, f) for r, f in zip(ranks[i], p[3]))
+        new = _schemes.cost(p[0], p[1], rs)[idx]
+        delta = new - c(p, ranks[i])
+        if rs == ranks[i] or new >= p[5] or spent + delta > target:
+            active.remove(i)
+            continue
+        spent += delta
+        ranks[i] = rs
     return ranks

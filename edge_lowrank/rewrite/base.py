@@ -23,6 +23,7 @@ MAX_CALIB_IMAGES = 512
 MAX_RESPONSES = 40_000
 
 _SPATIAL_ONLY = ("spatial", "cp", "tucker2-spatial", "tucker2")
+_NO_REWRITE = None  # filled on first use (keras imported lazily)
 
 
 @dataclasses.dataclass
@@ -50,6 +51,9 @@ def _eligibility(layer, scheme: str) -> str | None:
     """Why `layer` cannot take `scheme` (None when it can)."""
     import keras
 
+    global _NO_REWRITE
+    if _NO_REWRITE is None:
+        _NO_REWRITE = _no_rewrite_types()
     L = keras.layers
     name = type(layer).__name__
     if isinstance(layer, L.SeparableConv2D):
@@ -77,15 +81,40 @@ def _eligibility(layer, scheme: str) -> str | None:
         if scheme == "weight-svd" and k != (1, 1):
             return f"{k[0]}x{k[1]} conv: weight-svd takes Dense and 1x1 convs (use channel or tucker2)"
         return None
+    if type(layer) is L.Conv1D:
+        cfg = layer.get_config()
+        if cfg.get("groups", 1) != 1:
+            return f"grouped convolution (groups={cfg['groups']}) is not supported"
+        if cfg.get("data_format") == "channels_first":
+            return "channels_first convolution is not supported"
+        k = int(layer.kernel.shape[0])
+        if scheme in ("spatial", "cp", "tucker2-spatial"):
+            return f"Conv1D: {scheme} needs a 2-D kernel (use channel, tucker2, weight-svd or output)"
+        if k == 1 and scheme == "tucker2":
+            return "Conv1D of width 1: tucker2 needs a spatial kernel (use weight-svd or channel)"
+        if scheme == "weight-svd" and k != 1:
+            return f"Conv1D of width {k}: weight-svd takes Dense and width-1 convs (use channel or tucker2)"
+        return None
     if type(layer) is L.Dense:
         if scheme in _SPATIAL_ONLY:
             return f"Dense: {scheme} is a conv scheme (use weight-svd, channel or output for Dense)"
         if len(layer.kernel.shape) != 2:
             return "Dense with a kernel that is not 2-D"
         return None
-    if isinstance(layer, (L.Conv2D, L.Dense)):
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Dense)):
         return f"{name} is a subclass of a stock layer: not rewritten"
+    if isinstance(layer, _NO_REWRITE):
+        return f"{name}: no low-rank rewrite exists for this layer type"
     return "unsupported"
+
+
+def _no_rewrite_types():
+    """Layers that do MACs (counted by `profile`) but that no scheme rewrites: kept, with that reason."""
+    import keras
+
+    L = keras.layers
+    return tuple(getattr(L, n) for n in ("Conv1DTranspose", "Conv2DTranspose", "Conv3D", "Conv3DTranspose",
+                                         "DepthwiseConv1D", "SeparableConv1D", "EinsumDense") if hasattr(L, n))
 
 
 def _spec_for(site: G.Site, kernel) -> tuple[LayerSpec, tuple]:
@@ -104,6 +133,7 @@ def _spec_for(site: G.Site, kernel) -> tuple[LayerSpec, tuple]:
     use_bias = bool(getattr(layer, "use_bias", False))
     cfg = layer.get_config()
     strides = tuple(cfg.get("strides", (1, 1))) if kind == "conv" else (1, 1)
+    strides = strides + (1,) * (2 - len(strides))  # Conv1D: (s,) -> (s, 1), its kernel is (k, 1, c_in, c_out)
     spec = LayerSpec(site.name, kind, tuple(kernel.shape), tuple(calls), use_bias, dws, strides,
                      cfg.get("padding", "valid"))
     same = all(s == shapes[0] for s in shapes)
@@ -118,6 +148,8 @@ def _weights(layer):
         kernel = layer.pointwise_kernel.numpy()
     else:
         kernel = layer.kernel.numpy()
+    if kernel.ndim == 3:  # Conv1D (k, c_in, c_out): a k x 1 Conv2D kernel for every scheme
+        kernel = kernel[:, None]
     bias = layer.bias.numpy() if getattr(layer, "use_bias", False) and layer.bias is not None else None
     for w in layer.weights:
         if not np.all(np.isfinite(w.numpy())):
@@ -138,10 +170,16 @@ def _collect_responses(plan: _Plan, feeders, calib, seed: int = 0):
         y = x.reshape(-1, w.shape[0]) @ w + b
     else:
         cfg = plan.site.layer.get_config()
-        lin = keras.layers.Conv2D(w.shape[3], w.shape[:2], strides=cfg["strides"], padding=cfg["padding"],
-                                  dilation_rate=cfg["dilation_rate"], dtype="float32")
-        lin.build((None,) + x.shape[1:])
-        lin.set_weights([w, b])
+        if x.ndim == 3:  # Conv1D: its own kernel (k, c_in, c_out), causal padding included
+            lin = keras.layers.Conv1D(w.shape[3], w.shape[0], strides=cfg["strides"], padding=cfg["padding"],
+                                      dilation_rate=cfg["dilation_rate"], dtype="float32")
+            lin.build((None,) + x.shape[1:])
+            lin.set_weights([w[:, 0], b])
+        else:
+            lin = keras.layers.Conv2D(w.shape[3], w.shape[:2], strides=cfg["strides"], padding=cfg["padding"],
+                                      dilation_rate=cfg["dilation_rate"], dtype="float32")
+            lin.build((None,) + x.shape[1:])
+            lin.set_weights([w, b])
         per = max(1, MAX_RESPONSES // len(x))
         rows = []
         for i in range(0, len(x), 64):
@@ -155,21 +193,35 @@ def _collect_responses(plan: _Plan, feeders, calib, seed: int = 0):
 
 
 def _check_calib(model, policy):
+    """The calibration inputs as the model takes them (one array, or a list for several inputs), checked."""
     if policy.scheme not in ("output", "auto") or policy.scheme == "auto" and policy.calib_data is None:
         return None
     if policy.calib_data is None:
         raise DataError("The `output` scheme fits each layer to its responses on real data: it needs "
                         "calibration inputs (`calib_data`; on the command line --calib-data DATA).")
-    x = np.asarray(policy.calib_data, np.float32)
-    want = tuple(model.inputs[0].shape[1:])
-    if x.ndim == len(want) and want[-1] == 1 and x.shape[1:] == want[:-1]:
-        x = x[..., None]
-    if tuple(x.shape[1:]) != want or len(x) < 2:
-        raise DataError(f"Calibration data of shape {x.shape} does not fit the model's input {want} "
-                        f"(need at least 2 images).")
-    if not np.all(np.isfinite(x)):
-        raise DataError("Calibration data holds NaN or Inf.")
-    return x[:MAX_CALIB_IMAGES]
+    given = policy.calib_data
+    many = isinstance(given, (list, tuple))
+    xs = list(given) if many else [given]
+    if len(xs) != len(model.inputs):
+        raise DataError(f"The model has {len(model.inputs)} inputs: give the calibration data as a list of "
+                        f"{len(model.inputs)} arrays, one per input (received {len(xs)}).")
+    out = []
+    for i, (x, t) in enumerate(zip(xs, model.inputs)):
+        x = np.asarray(x, np.float32)
+        want = tuple(t.shape[1:])
+        if x.ndim == len(want) and want[-1] == 1 and x.shape[1:] == want[:-1]:
+            x = x[..., None]
+        fits = x.ndim == len(want) + 1 and all(w is None or w == d for w, d in zip(want, x.shape[1:]))
+        if not fits or len(x) < 2:
+            what = f"input {i} " if len(xs) > 1 else ""
+            raise DataError(f"Calibration data of shape {x.shape} does not fit the model's {what}input {want} "
+                            f"(need at least 2 images).")
+        if not np.all(np.isfinite(x)):
+            raise DataError("Calibration data holds NaN or Inf.")
+        out.append(x[:MAX_CALIB_IMAGES])
+    if len({len(x) for x in out}) > 1:
+        raise DataError(f"Calibration arrays of the model's inputs differ in length: {[len(x) for x in out]}.")
+    return out if many else out[0]
 
 
 def _auto_eligibility(layer, schemes) -> tuple[tuple[str, ...], str | None]:
@@ -260,7 +312,7 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
             p.responses = _collect_responses(p, feeders, calib)
             from edge_lowrank.factorize.output import response_stats
 
-            p.eigenvalues = response_stats(p.responses)[1]
+            p.eigenvalues = response_stats(p.responses, p.kernel)[1]
             p.spec = dataclasses.replace(p.spec, n_responses=len(p.responses))
     auto = None
     if scheme == "auto":
@@ -286,12 +338,49 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     new_model = _clone(model, plans)
     decisions = _decisions(plans, scheme)
     before, after = profile_model(model), profile_model(new_model)
+    notes = _budget_notes(policy, decisions, before, after) if scheme != "auto" else ()
     report = RewriteReport(scheme, policy.describe(), tuple(decisions), before.params, after.params, before.macs,
-                           after.macs, time.monotonic() - start, auto=None if auto is None else auto.to_dict())
+                           after.macs, time.monotonic() - start, auto=None if auto is None else auto.to_dict(),
+                           notes=tuple(notes))
+    for n in notes:
+        warnings.warn(f"compress: {n}", stacklevel=2)
     if not report.changed:
         warnings.warn(f"compress: no layer was rewritten with {scheme} ({policy.describe()}); "
                       f"the report says why for each layer.", stacklevel=2)
     return new_model, report
+
+
+BUDGET_SLACK = 0.05  # a budget met this far under its target (0.5 -> below 0.45) gets a note saying why
+
+
+def _budget_notes(policy, decisions, before, after) -> list[str]:
+    """Why a global budget was not met, or was met well under its target, in words a user can act on."""
+    if policy.target_mac_ratio is not None:
+        metric, target, b, a = "MACs", policy.target_mac_ratio, before.macs, after.macs
+    elif policy.target_param_ratio is not None:
+        metric, target, b, a = "parameters", policy.target_param_ratio, before.params, after.params
+    else:
+        return []
+    if not b:
+        return []
+    got = a / b
+    if target - BUDGET_SLACK <= got <= target + 1e-9:
+        return []
+    key = "macs_before" if metric == "MACs" else "params_before"
+    kept = {}
+    for d in decisions:
+        if d.action == "kept":
+            kept[d.class_name] = kept.get(d.class_name, 0) + getattr(d, key)
+    share = sum(kept.values()) / b
+    parts = ", ".join(f"{k} {v / b:.0%}" for k, v in sorted(kept.items(), key=lambda kv: -kv[1]) if v / b >= 0.005)
+    if got > target:
+        why = (f"{share:.0%} of them are in layers it keeps ({parts}; the table says why for each)" if parts
+               else "no layer it takes can be cut further")
+        return [f"the {metric} budget {target} cannot be met with {policy.scheme}: it reached {got:.3f}x; "
+                f"{why}, and the layers it rewrites are at their smallest ranks."]
+    return [f"the {metric} budget {target} is met at {got:.3f}x, well under it: ranks move in steps of "
+            f"{policy.rank_multiple} (rank_multiple) and the next step of any layer would pass the budget"
+            + (f"; --rank-multiple 1 lands closer" if policy.rank_multiple > 1 else "") + "."]
 
 
 def _choose_ranks(model, policy, plans, live):
@@ -317,8 +406,10 @@ def _choose_ranks(model, policy, plans, live):
         cand = sum(original_cost(p.spec)[idx] for p in live)
         bn_params = sum(int(sum(np.prod(w.shape) for w in p.bn.weights)) for p in live if p.bn is not None)
         fixed = total - cand - (bn_params if metric == "params" else 0)
-        energy, ranks = budget_energy([(scheme, p.spec, p.kernel, p.eigenvalues) for p in live], ratio,
-                                      fixed_cost=fixed, metric=metric, multiple=policy.rank_multiple)
+        with warnings.catch_warnings():  # compress says it once, with the reason, in the report's notes
+            warnings.simplefilter("ignore")
+            energy, ranks = budget_energy([(scheme, p.spec, p.kernel, p.eigenvalues) for p in live], ratio,
+                                          fixed_cost=fixed, metric=metric, multiple=policy.rank_multiple)
         for p, rs in zip(live, ranks):
             p0, m0 = original_cost(p.spec)
             p1, m1 = cost(scheme, p.spec, rs)

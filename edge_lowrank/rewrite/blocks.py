@@ -47,14 +47,14 @@ def same_padding(size: int, k: int, s: int) -> tuple[int, int]:
 
 
 def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # Conv1D's (s,) stays one entry
 
 
 def build_block(layer, factors, input_shape, depthwise_kernel=None):
     """A `keras.Sequential` named like `layer` that computes `layer` from `factors`.
 
     Args:
-        layer: the original Conv2D, Dense or SeparableConv2D.
+        layer: the original Conv2D, Conv1D (its factors as k x 1 kernels), Dense or SeparableConv2D.
         factors: a result of `run_scheme`.
         input_shape: the layer's input shape without the batch (None for unknown dimensions).
         depthwise_kernel: SeparableConv2D's depthwise kernel (kept as a DepthwiseConv2D).
@@ -68,11 +68,19 @@ def build_block(layer, factors, input_shape, depthwise_kernel=None):
     L = keras.layers
     parts = []  # (layer, weights)
 
+    one_d = isinstance(layer, L.Conv1D)  # factors come as k x 1 Conv2D kernels: build Conv1D layers
+
     def conv(suffix, kernel, strides=(1, 1), padding="valid", dilation=(1, 1), last=False):
         k = np.asarray(kernel, np.float32)
-        lyr = L.Conv2D(k.shape[3], k.shape[:2], strides=strides, padding=padding, dilation_rate=dilation,
-                       use_bias=last and use_bias, activation=act if last else None, name=f"{name}_{suffix}",
-                       dtype=dtype)
+        common = dict(use_bias=last and use_bias, activation=act if last else None, name=f"{name}_{suffix}",
+                      dtype=dtype)
+        if one_d:
+            k = k[:, 0]
+            lyr = L.Conv1D(k.shape[2], k.shape[0], strides=strides[0], padding=padding,
+                           dilation_rate=dilation[0], **common)
+        else:
+            lyr = L.Conv2D(k.shape[3], k.shape[:2], strides=strides, padding=padding, dilation_rate=dilation,
+                           **common)
         parts.append((lyr, [k] + ([np.asarray(bias, np.float32)] if last and use_bias else [])))
 
     def dw(suffix, kernel, strides, padding, dilation):
@@ -90,7 +98,7 @@ def build_block(layer, factors, input_shape, depthwise_kernel=None):
                               dtype=dtype),
                       [np.asarray(second, np.float32)] + ([np.asarray(bias, np.float32)] if use_bias else [])))
     else:
-        (sh, sw), (dh, dwl) = _pair(cfg["strides"]), _pair(cfg["dilation_rate"])
+        (sh, sw), (dh, dwl) = _pair(cfg["strides"]) + (1,) * one_d, _pair(cfg["dilation_rate"]) + (1,) * one_d
         pad = cfg["padding"]
         if isinstance(layer, L.SeparableConv2D):
             dw("depthwise", depthwise_kernel, (sh, sw), pad, (dh, dwl))

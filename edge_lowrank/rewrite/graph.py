@@ -139,6 +139,7 @@ def layer_inputs(site: Site, models_feeders: dict, x: np.ndarray, batch_size: in
     mx = model_inputs_on(models_feeders, site.model, x, batch_size)
     node = site.nodes[0]
     t = node.input_tensors[0]
-    if any(t is i for i in site.model.inputs):
-        return mx
+    for i, inp in enumerate(site.model.inputs):
+        if t is inp:  # fed straight from a model input: that input's data (one of several when a list)
+            return mx[i] if isinstance(mx, (list, tuple)) else mx
     return keras.Model(site.model.inputs, t).predict(mx, batch_size=batch_size, verbose=0)

@@ -41,6 +41,7 @@ class RewriteReport:
     macs_after: int
     seconds: float = 0.0
     auto: dict | None = None  # scheme "auto": the budget, measured costs and the choice per layer
+    notes: tuple[str, ...] = ()  # e.g. why a MAC or parameter budget was not met, or landed well under it
 
     @property
     def changed(self) -> bool:
@@ -53,6 +54,7 @@ class RewriteReport:
                 "param_ratio": self.params_after / self.params_before if self.params_before else 1.0,
                 "mac_ratio": self.macs_after / self.macs_before if self.macs_before else 1.0,
                 "seconds": round(self.seconds, 3), "layers": [d.to_dict() for d in self.layers],
+                "notes": list(self.notes),
                 **({"auto": self.auto} if self.auto is not None else {})}
 
     def to_json(self) -> str:
@@ -87,6 +89,7 @@ class RewriteReport:
         lines.append(f"model: {self.params_before:,} -> {self.params_after:,} parameters ({pr:.3f}x), "
                      f"{self.macs_before:,} -> {self.macs_after:,} MACs per image ({mr:.3f}x); "
                      f"{n_fact} layers factorized, {n_kept} kept")
+        lines += [f"note: {n}" for n in self.notes]
         if self.auto is not None:
             a, unit = self.auto, self.auto["unit"]
             if a.get("original_cost"):

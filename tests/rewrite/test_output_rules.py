@@ -56,7 +56,7 @@ def test_output_at_full_rank_reproduces_the_model():
 def test_cli_output_with_a_mac_budget(tmp_path, capsys):
     path, calib, rep = tmp_path / "m.keras", tmp_path / "calib.npz", tmp_path / "rep.json"
     _model().save(path)
-    np.savez(calib, x=_calib())
+    np.savez(calib, x=np.random.default_rng(1).random((48, 12, 12, 8), dtype=np.float32))  # images in [0, 1]
     code = main(["compress", str(path), "--scheme", "output", "--target-mac-ratio", "0.5", "--calib-data",
                  str(calib), "--json", str(rep), "-q"])
     assert code == 0, capsys.readouterr().err
