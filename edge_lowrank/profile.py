@@ -2,7 +2,7 @@
 
 MACs are multiply-accumulates per image (batch 1) of the layers that do them: Conv1D/2D/3D (groups included),
 DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose, Dense (on any rank: positions * in * out)
-and Dot (a batched matmul).
+and Dot or keras.ops.matmul (a batched matmul).
 BatchNorm, pooling, Add and activations count 0 MACs.
 
 Calls are read from the nodes of the model's own (functional) graph, never from `layer._inbound_nodes`: a
@@ -65,8 +65,14 @@ def _node_macs(layer, node) -> tuple[int, bool]:
     import keras
 
     L = keras.layers
-    cf = getattr(layer, "data_format", "channels_last") == "channels_first"
     out = node.output_tensors[0].shape
+    if type(layer).__name__ == "Matmul":  # keras.ops.matmul in a functional graph: a batched matmul
+        x = tuple(node.input_tensors[0].shape)
+        pos, var = _positions(tuple(out) + (1,))
+        return (pos * int(x[-1] or 1), var) if len(x) > 1 else (0, False)
+    if not isinstance(layer, L.Layer):  # other keras.ops (GetItem, Add, ...) do no MACs
+        return 0, False
+    cf = getattr(layer, "data_format", "channels_last") == "channels_first"
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
         pos, var = _positions(out, cf)  # depthwise (*k, cin, mult) and pointwise (1.., cin*mult, cout)
         return pos * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel)), var
@@ -141,13 +147,14 @@ def _profile(model, prefix, times, rows, seen, state, top=False):
         if top:
             raise
         nodes = None  # a subclassed model nested in a graph: its inner calls are not recorded anywhere
-    macs, calls = {}, {}
-    for node in nodes or []:
+    macs, calls, ops = {}, {}, {}
+    for node in reversed(nodes or []):  # inputs first: rows of bare ops in graph order
         op = node.operation
+        ops.setdefault(id(op), op)
         if isinstance(op, keras.Model):
             calls[id(op)] = calls.get(id(op), 0) + 1
             continue
-        m, var = _node_macs(op, node) if op.built else (0, False)
+        m, var = _node_macs(op, node) if getattr(op, "built", True) else (0, False)  # keras.ops have no `built`
         macs[id(op)] = macs.get(id(op), 0) + m
         state["variable"] |= var and m > 0
     for layer in model.layers:
@@ -158,3 +165,7 @@ def _profile(model, prefix, times, rows, seen, state, top=False):
         seen.add(id(layer))
         rows.append(LayerProfile(prefix + layer.name, type(layer).__name__, params,
                                  times * macs.get(id(layer), 0)))
+    listed = {id(layer) for layer in model.layers}
+    for key, op in ops.items():  # keras.ops calls (matmul) are graph nodes but not layers
+        if key not in listed and macs.get(key):
+            rows.append(LayerProfile(prefix + op.name, type(op).__name__, 0, times * macs[key]))

@@ -171,6 +171,22 @@ def test_nested_model_called_twice_and_shared_layer(reload, tmp_path):
     assert prof.params == model.count_params()
 
 
+def _with_keras_ops():
+    """keras.ops calls are graph nodes without `built` (a slice) or with MACs (a matmul), not layers."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, w = keras.Input((8, 8, 3)), keras.Input((4, 5))
+    y = keras.layers.Conv2D(4, 3, name="conv")(x)[:, 1:, :, :]  # 6x6x4 -> 5x6x4
+    return keras.Model([x, w], keras.ops.matmul(y, w) + 1.0)
+
+
+def test_keras_ops_in_the_graph():
+    prof = profile_model(_with_keras_ops())
+    got = {r.class_name: r.macs for r in prof.layers if r.macs}
+    assert got == {"Conv2D": 6 * 6 * 27 * 4, "Matmul": 5 * 6 * 4 * 5}
+
+
 def test_variable_spatial_input_is_flagged(tmp_path, capsys):
     import keras
 
@@ -198,8 +214,8 @@ def test_bad_inputs_raise_one_line_errors():
         profile_model(keras.Sequential([keras.layers.Dense(3)]))
 
 
-@pytest.mark.parametrize("make", [_mnist_sequential, _all_layer_types, _nested_and_shared],
-                         ids=["sequential", "kinds", "nested-shared"])
+@pytest.mark.parametrize("make", [_mnist_sequential, _all_layer_types, _nested_and_shared, _with_keras_ops],
+                         ids=["sequential", "kinds", "nested-shared", "keras-ops"])
 def test_graph_macs_equal_float32_tflite_macs(make):
     from converters import tflite_macs, to_tflite
 
