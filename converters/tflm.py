@@ -6,17 +6,19 @@ by growing, then bisecting, down to 16 bytes; each try runs one inference. A ref
 arena (fp16 weights, hybrid kernels, a missing op) is reported at once instead of searched.
 
 Why every try runs in a forked process, and the whole search in a child (`edge_lowrank.isolate`): TFLM does
-not always refuse a too-small arena, it can segfault. Some kernels' Prepare writes through the pointer that a
-failed persistent ("tail") allocation returned: on a mini-Xception, CONV_2D's per-channel quantization
-parameters (`PopulateConvolutionQuantizationParams`, after "Failed to allocate tail memory. Requested: 512,
-available 96") at a 16,000-byte arena, while 512, 4,096 and 50,000 bytes failed cleanly. No lower bound is
-safe, so a try that crashes after such a message counts as "too small"; the search process never imports
-TensorFlow, which makes the fork cheap and safe.
+not always refuse a too-small arena, it can segfault. Some kernels' Prepare writes through the null pointer
+that a failed persistent ("tail") or temporary allocation returned: on a mini-Xception, CONV_2D's per-channel
+quantization parameters (`PopulateConvolutionQuantizationParams`, after "Failed to allocate tail memory.
+Requested: 512, available 96") at a 16,000-byte arena, while 512, 4,096 and 50,000 bytes failed cleanly; on a
+two-conv model, most sizes below 4.7 KB crashed, some without a line of log. No lower bound is safe, so a try
+that crashes counts as "too small"; the search process never imports TensorFlow, so the fork is cheap and
+safe.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import os
 import re
 import signal
@@ -104,21 +106,23 @@ def _try_run(runtime, data: bytes, arena: int, x=None):
     return None, _classify(text, error)
 
 
-def _probe(runtime, data: bytes, arena: int) -> tuple[bool, int]:
-    """(works, missing_bytes): one try with `arena` bytes in a forked process, so that a crash is a "no".
+def _probe(runtime, data: bytes, arena: int) -> tuple[bool, int, str | None]:
+    """(works, missing_bytes, crash): one try with `arena` bytes in a forked process, so that a crash is a "no".
 
-    Call it only where TensorFlow is not imported (the isolated search child): forking a process that holds
+    `crash` names the signal when the try crashed (TFLM's log may be lost with it); a crash counts as "too
+    small", and a crash at every size ends in the search's "no arena works" error, which names it. Call this
+    only where TensorFlow is not imported (the isolated search child): forking a process that holds
     TensorFlow's threads and locks is not safe.
 
     Raises:
-        TflmError: TFLM refused the model for a reason other than the arena, crashed without a failed
-            allocation before it, or hung.
+        TflmError: TFLM refused the model for a reason other than the arena, or hung.
     """
     with tempfile.TemporaryFile() as log:
         pid = os.fork()
         if pid == 0:  # the try: its own address space, so a segfault only ends it
             code = 1
             try:
+                faulthandler.disable()  # an expected crash needs no Python traceback dump
                 os.dup2(log.fileno(), 1)
                 os.dup2(log.fileno(), 2)
                 _invoke(runtime, data, arena)
@@ -142,14 +146,11 @@ def _probe(runtime, data: bytes, arena: int) -> tuple[bool, int]:
         log.seek(0)
         text = log.read().decode("utf-8", "replace")
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return True, 0
+        return True, 0, None
     if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
-        if "Failed to allocate" not in text:
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            raise TflmError(f"TFLite Micro crashed ({sig}) with a {arena:,}-byte arena"
-                            + (f": {lines[-1][:200]}" if lines else "."))
-    return False, _classify(text, "failed")
+        m = re.search(r"missing: (\d+)", text)
+        return False, int(m.group(1)) if m else 0, signal.Signals(os.WTERMSIG(status)).name
+    return False, _classify(text, "failed"), None
 
 
 def _align(n: int) -> int:
@@ -160,11 +161,12 @@ def _search_arena(data: bytes) -> int:
     runtime = _runtime()
     lo, hi = 0, _align(max(4096, len(data) // 4))  # lo: largest size known to fail
     while True:
-        ok, missing = _probe(runtime, data, hi)
+        ok, missing, crash = _probe(runtime, data, hi)
         if ok:
             break
         if hi >= MAX_ARENA:
-            raise TflmError("TFLite Micro cannot run this model with any arena up to 512 MiB.")
+            raise TflmError("TFLite Micro cannot run this model with any arena up to 512 MiB"
+                            + (f" (it crashed with {crash})." if crash else "."))
         lo, hi = hi, min(MAX_ARENA, max(hi * 2, _align(hi + missing)))
     while hi - lo > ALIGN:
         mid = _align((lo + hi) // 2)

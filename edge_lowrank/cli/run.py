@@ -1,7 +1,9 @@
 """`edge-lowrank run [MODEL.keras]`: every scheme rewritten, fine-tuned, exported, benchmarked and reported.
 
 Exit codes: 0 when a variant meets the gates (it is written as `best.tflite`), 3 when none does (one line
-naming the gate and the shortfall), 1 for bad input. See docs/pipeline.md.
+naming the gate and the shortfall), 1 for bad input, and 1 when native code (converter, TFLM, LiteRT) crashed
+in a stage: that variant is marked failed, the others finish, the report is written, then one line names
+each crashed stage, its file and the signal. See docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -44,11 +46,19 @@ def run(args) -> int:
     from edge_lowrank.pipeline.stages import Pipeline
 
     cfg = from_args(args)
-    report = Pipeline(cfg).run()
+    pipe = Pipeline(cfg)
+    report = pipe.run()
     outcome = report.pop("_outcome")
     print_table(report)
     print(f"report: {os.path.join(cfg.out, 'report.html')}")
+    verdict = outcome.message + (f"; written to {os.path.join(cfg.out, 'best.tflite')}" if report["best"] else "")
+    if pipe.crashes:  # the report is written and lists the others; a crash still fails the run, gates or not
+        from edge_lowrank.isolate import CrashError
+
+        print(verdict)
+        raise CrashError(f"{len(pipe.crashes)} stage(s) crashed, the report lists the other variants: "
+                         + "; ".join(pipe.crashes))
     if not outcome.passed:
         raise GateError(outcome.message)
-    print(outcome.message + (f"; written to {os.path.join(cfg.out, 'best.tflite')}" if report["best"] else ""))
+    print(verdict)
     return 0
