@@ -2,22 +2,30 @@
 
 A repair rewrites the model's JSON config only (the `model_config` attribute of an `.h5`, `config.json` of
 a `.keras` archive), writes the repaired copy to a temporary folder and loads that copy with Keras's own
-loader in safe mode: code inside a file never runs, and the user's file is never written. Each repair was
-reproduced on a real file of the Keras version that writes it (see tests/modelio):
+loader in safe mode: code inside a file never runs, and the user's file is never written. Each repair matches
+only what a Keras 3.15 config never holds. Files written by tf_keras 2.21 and Keras 3.8 themselves (`.h5` and
+`.keras`) load with these repairs and give the same outputs; the tf.keras 1.x, Keras 2.2 and mixed-precision
+cases are configs written the way those versions wrote them. tests/modelio rebuilds each case at test time.
 
-- `initializer-dtype`: tf.keras 1.x (Keras "2.2.4-tf") wrote `"dtype": "float32"` into every initializer's
-  config; Keras 3 fails with "GlorotUniform.__init__() got an unexpected keyword argument 'dtype'".
-- `sequential-batch-input-shape`: Keras 2.2 Sequential configs have no InputLayer, the first layer carries
-  `batch_input_shape`; Keras 3 reads it as that layer's `input_shape` and adds a second batch axis
-  ("Kernel shape must have the same length as input ... (None, None, 8, 8, 3)").
-- `depthwise-groups`: tf.keras 2.x DepthwiseConv2D configs carry `"groups": 1`, which Keras 3 rejects.
-- `rnn-time-major`: tf.keras 2.x RNN configs carry `"time_major": false`, which Keras 3 rejects.
+- `initializer-dtype`: tf.keras 1.x ("2.2.4-tf") wrote `"dtype": "float32"` into initializer configs
+  ("GlorotUniform.__init__() got an unexpected keyword argument 'dtype'").
+- `batch-input-shape`: a Keras 2.2 Sequential has no InputLayer, its first layer carries `batch_input_shape`
+  (Keras 3 adds a second batch axis: "input of shape (None, None, 8, 8, 3)"); tf.keras 2 also leaves it on
+  the first layer after the InputLayer ("Unrecognized keyword arguments passed to Conv2D").
+- `depthwise-groups`, `separable-conv-keys`, `rnn-time-major`: keys tf.keras 2 wrote that Keras 3 rejects
+  (`groups: 1`; a SeparableConv's unused `kernel_*`; `time_major: false`).
+- `batchnorm-axis`: tf.keras 2 wrote BatchNormalization's `axis` as a list (`[3]`): "int() argument must
+  be ... not 'list'" in nested models and `.keras` files.
 - `policy-dtype`: a tf.keras mixed-precision `{"class_name": "Policy"}` dtype ("'str' object has no
-  attribute 'quantization_mode'"); the policy's name is what Keras 3 takes.
-- `nested-io-lists`: Keras 2 `.h5` and Keras 3.8 (and older 3.x) `.h5`/`.keras` files write a nested
-  model's single input and output as one-element lists (`[["input_layer", 0, 0]]`); Keras 3.15 then hands
-  the next layer a list ("expects 1 input(s), but it received 2 input tensors", "'list' object has no
-  attribute 'shape'"). The classic transfer-learning Sequential([application, pooling, Dense]) hits it.
+  attribute 'quantization_mode'"); Keras 3 takes the policy's name.
+- `model-module`: tf_keras `.keras` files name `tf_keras.src.engine.functional` ("Could not locate class
+  'Functional'").
+- `nested-io-lists`: Keras 2 and Keras 3.8 (and older 3.x) write a nested model's single input and output
+  as one-element lists; Keras 3.15 then hands the next layer a list ("expects 1 input(s), but it received 2
+  input tensors", "'list' object has no attribute 'shape'"): the transfer-learning Sequential([application,
+  pooling, Dense]) hits it.
+- `nested-node-index`: in the inbound nodes of the layers it feeds, tf.keras numbered a nested model's calls
+  from 1, Keras 3 from 0 ("The graph of the Functional model either has loops or disconnected nodes").
 """
 
 from __future__ import annotations
@@ -43,7 +51,6 @@ _RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "
 class Repair:
     name: str
     what: str  # completes "repaired ...", e.g. "initializer configs with a `dtype` (tf.keras 1.x)"
-    formats: tuple[str, ...]  # "h5" (legacy config, no "module" keys) and/or "keras" (a .keras archive)
     fix: Callable[[dict], int]  # rewrites the config in place, returns how many configs it changed
 
 
@@ -74,30 +81,66 @@ def _is_sequential(d: dict) -> bool:
             and isinstance(d["config"].get("layers"), list))
 
 
-def _fix_sequential_batch_input_shape(config: dict) -> int:
+def _models(config: dict):
+    """The config of every model in the tree (the top one and nested ones): dicts with a `layers` list."""
+    for d in _walk(config):
+        cfg = d.get("config")
+        if isinstance(cfg, dict) and isinstance(cfg.get("layers"), list):
+            yield d, cfg
+
+
+def _fix_batch_input_shape(config: dict) -> int:
+    """A Keras 2.2 Sequential starts with an InputLayer here; other layers lose the redundant shape."""
     n = 0
-    for d in list(_walk(config)):
-        if not _is_sequential(d) or not d["config"]["layers"]:
-            continue
-        layers = d["config"]["layers"]
-        first = layers[0]
-        cfg = first.get("config") if isinstance(first, dict) else None
-        if first.get("class_name") == "InputLayer" or not isinstance(cfg, dict) or "batch_input_shape" not in cfg:
-            continue
-        dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
-        layers.insert(0, {"class_name": "InputLayer",
-                          "config": {"batch_input_shape": cfg.pop("batch_input_shape"), "dtype": dtype,
-                                     "sparse": False, "name": f"{cfg.get('name', 'layer')}_input"}})
-        n += 1
+    for d, cfg in list(_models(config)):
+        layers = cfg["layers"]
+        first = layers[0] if layers and isinstance(layers[0], dict) else {}
+        first_cfg = first.get("config")
+        if (_is_sequential(d) and first.get("class_name") != "InputLayer" and isinstance(first_cfg, dict)
+                and "batch_input_shape" in first_cfg):
+            dtype = first_cfg.get("dtype") if isinstance(first_cfg.get("dtype"), str) else "float32"
+            input_cfg = {"batch_input_shape": first_cfg.pop("batch_input_shape"), "dtype": dtype, "sparse": False,
+                         "name": f"{first_cfg.get('name', 'layer')}_input"}
+            new_format = "module" in first  # a .keras config names each class's module
+            layers.insert(0, {"module": "keras.layers", "class_name": "InputLayer", "config": input_cfg,
+                              "registered_name": None} if new_format
+                          else {"class_name": "InputLayer", "config": input_cfg})
+            n += 1
+        for layer in layers:
+            lc = layer.get("config") if isinstance(layer, dict) else None
+            if layer.get("class_name") != "InputLayer" and isinstance(lc, dict) and "batch_input_shape" in lc:
+                del lc["batch_input_shape"]  # the graph's InputLayer carries the shape
+                n += 1
     return n
 
 
-def _drop_key(config: dict, classes: set[str], key: str, value) -> int:
+def _drop_keys(config: dict, classes: set[str], keys: dict) -> int:
+    """Drop `keys` (name -> the only value dropped, or None for any value) from configs of `classes`."""
     n = 0
     for d in _walk(config):
         cfg = d.get("config")
-        if d.get("class_name") in classes and isinstance(cfg, dict) and key in cfg and cfg[key] == value:
-            del cfg[key]
+        if d.get("class_name") not in classes or not isinstance(cfg, dict):
+            continue
+        hit = [k for k, v in keys.items() if k in cfg and (v is None or cfg[k] == v)]
+        for k in hit:
+            del cfg[k]
+        n += bool(hit)
+    return n
+
+
+def _fix_separable_extras(config: dict) -> int:
+    # tf.keras separable convs inherit Conv's `kernel_*` and `groups` config keys but use depthwise_*/pointwise_*
+    return _drop_keys(config, {"SeparableConv1D", "SeparableConv2D"},
+                      {"groups": 1, "kernel_initializer": None, "kernel_regularizer": None, "kernel_constraint": None})
+
+
+def _fix_batchnorm_axis(config: dict) -> int:
+    n = 0
+    for d in _walk(config):
+        cfg = d.get("config")
+        if (d.get("class_name") == "BatchNormalization" and isinstance(cfg, dict) and isinstance(cfg.get("axis"), list)
+                and len(cfg["axis"]) == 1 and isinstance(cfg["axis"][0], int)):
+            cfg["axis"] = cfg["axis"][0]
             n += 1
     return n
 
@@ -113,16 +156,26 @@ def _fix_policy_dtype(config: dict) -> int:
     return n
 
 
+def _fix_model_modules(config: dict) -> int:
+    n = 0
+    for d in _walk(config):
+        module = d.get("module")
+        if (d.get("class_name") in ("Functional", "Model") and isinstance(module, str)
+                and (module.startswith("tf_keras") or ".engine." in module)):
+            d["module"], d["class_name"] = "keras.src.models.functional", "Functional"
+            if d.get("registered_name") is not None:
+                d["registered_name"] = "Functional"
+            n += 1
+    return n
+
+
 def _is_triple(x) -> bool:
     return isinstance(x, list) and len(x) == 3 and isinstance(x[0], str)
 
 
 def _fix_nested_io_lists(config: dict) -> int:
     n = 0
-    for d in _walk(config):
-        cfg = d.get("config")
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
-            continue
+    for _, cfg in _models(config):
         for layer in cfg["layers"]:  # only models nested in a model: a top-level model's lists are its API
             inner = layer.get("config") if isinstance(layer, dict) else None
             if not isinstance(inner, dict) or "input_layers" not in inner:
@@ -137,29 +190,68 @@ def _fix_nested_io_lists(config: dict) -> int:
     return n
 
 
+def _node_refs(obj, name: str):
+    """Every `[name, node_index, tensor_index, ...]` reference to layer `name` in `obj` (any node format)."""
+    if isinstance(obj, list):
+        if len(obj) >= 3 and obj[0] == name and isinstance(obj[1], int) and isinstance(obj[2], int):
+            yield obj
+        else:
+            for v in obj:
+                yield from _node_refs(v, name)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _node_refs(v, name)
+
+
+def _fix_nested_node_index(config: dict) -> int:
+    """Layers fed by a nested model: tf.keras numbered that model's calls from 1 (its node 0 is its own
+    graph); Keras 3 numbers them from 0 there."""
+    n = 0
+    for _, cfg in _models(config):
+        if "input_layers" not in cfg:
+            continue  # a Sequential: no node references
+        for layer in cfg["layers"]:
+            inner = layer.get("config") if isinstance(layer, dict) else None
+            if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+                continue
+            name = layer.get("name") or inner.get("name")
+            calls = len(layer.get("inbound_nodes") or [])
+            # Only calls: Keras 3 numbers a nested model's nodes from 1 in `output_layers` too, and so did tf.keras.
+            refs = [r for other in cfg["layers"] for r in _node_refs(other.get("inbound_nodes"), name)]
+            if refs and all(1 <= r[1] <= calls for r in refs):  # 1-based: never 0, never past the last call
+                for r in refs:
+                    r[1] -= 1
+                n += 1
+    return n
+
+
 REPAIRS = (
-    Repair("initializer-dtype", "initializer configs with a `dtype` (tf.keras 1.x)", ("h5", "keras"),
-           _fix_initializer_dtype),
-    Repair("sequential-batch-input-shape", "a Sequential without InputLayer (Keras 2.2 `batch_input_shape`)",
-           ("h5",), _fix_sequential_batch_input_shape),
-    Repair("depthwise-groups", "DepthwiseConv2D configs with `groups: 1` (tf.keras 2.x)", ("h5", "keras"),
-           lambda c: _drop_key(c, {"DepthwiseConv2D", "DepthwiseConv1D"}, "groups", 1)),
-    Repair("rnn-time-major", "RNN configs with `time_major: false` (tf.keras 2.x)", ("h5", "keras"),
-           lambda c: _drop_key(c, _RNN_CLASSES, "time_major", False)),
-    Repair("policy-dtype", "tf.keras mixed-precision `Policy` dtypes", ("h5",), _fix_policy_dtype),
+    Repair("initializer-dtype", "initializer configs with a `dtype` (tf.keras 1.x)", _fix_initializer_dtype),
+    Repair("batch-input-shape", "`batch_input_shape` outside an InputLayer (Keras 2)", _fix_batch_input_shape),
+    Repair("depthwise-groups", "DepthwiseConv configs with `groups: 1` (tf.keras 2)",
+           lambda c: _drop_keys(c, {"DepthwiseConv2D", "DepthwiseConv1D"}, {"groups": 1})),
+    Repair("separable-conv-keys", "SeparableConv configs with unused `kernel_*`/`groups` keys (tf.keras 2)",
+           _fix_separable_extras),
+    Repair("rnn-time-major", "RNN configs with `time_major: false` (tf.keras 2)",
+           lambda c: _drop_keys(c, _RNN_CLASSES, {"time_major": False})),
+    Repair("batchnorm-axis", "BatchNormalization configs with a list `axis` (tf.keras 2)", _fix_batchnorm_axis),
+    Repair("policy-dtype", "tf.keras mixed-precision `Policy` dtypes", _fix_policy_dtype),
+    Repair("model-module", "tf_keras module paths of Functional models", _fix_model_modules),
     Repair("nested-io-lists", "nested models' one-element input/output lists (Keras 2, Keras 3.8 and older)",
-           ("h5", "keras"), _fix_nested_io_lists),
+           _fix_nested_io_lists),
+    Repair("nested-node-index", "calls of nested models numbered from 1 (tf.keras 2)", _fix_nested_node_index),
 )
 
 
-def repair_config(config: dict, fmt: str) -> list[tuple[Repair, int]]:
-    """Apply every known repair for `fmt` ("h5" or "keras") to `config` in place; return those that changed it."""
+def repair_config(config: dict) -> list[tuple[Repair, int]]:
+    """Apply every known repair to `config` in place; return those that changed it, with their counts.
+
+    Each repair matches only what a Keras 3.15 config never holds, so on a current config none applies."""
     applied = []
     for repair in REPAIRS:
-        if fmt in repair.formats:
-            n = repair.fix(config)
-            if n:
-                applied.append((repair, n))
+        n = repair.fix(config)
+        if n:
+            applied.append((repair, n))
     return applied
 
 
@@ -210,7 +302,7 @@ def load_repaired(path, error: BaseException, *, compile: bool = False):
     path = Path(path)
     fmt = "keras" if path.suffix.lower() == ".keras" else "h5"
     config = _read_config(path, fmt)
-    applied = repair_config(config, fmt) if config is not None else []
+    applied = repair_config(config) if config is not None else []
     if not applied:
         raise ModelError(explain(path, error))
     with tempfile.TemporaryDirectory(prefix="edge-lowrank-repair-") as tmp:
@@ -250,11 +342,11 @@ def _cause(error: BaseException) -> str:
 
 # (pattern in the error text, what failed, what to try); the first match wins.
 _HINTS = (
+    (r"TFOpLambda|SlicingOpLambda", "it holds TensorFlow ops that tf.keras wrapped as layers (TFOpLambda), "
+     "which Keras 3 does not have", "replace the raw tf.* calls with Keras layers and save it again"),
     (r"safe_mode|Lambda|lambda", "it holds a Lambda layer (Python code), which safe mode refuses to run",
      "rebuild the model without Lambda layers (stock layers), or load it in the code that defines it and "
      "save it again as .keras"),
-    (r"TFOpLambda|SlicingOpLambda", "it holds TensorFlow ops that tf.keras wrapped as layers (TFOpLambda), "
-     "which Keras 3 does not have", "replace the raw tf.* calls with Keras layers and save it again"),
     (r"Could not locate|Unknown layer|Unknown (activation|initializer|regularizer|constraint)",
      "it uses a custom class that is not registered",
      "save it again with stock layers only, or load it where the class is defined and keep only stock layers"),

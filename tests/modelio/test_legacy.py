@@ -25,15 +25,17 @@ WHAT = {r.name: r.what for r in REPAIRS}
 _DROP = {"module", "registered_name", "build_config", "compile_config", "shared_object_id"}
 
 
-def _legacy_style(node):
-    """A Keras 3 config as Keras 2 wrote it: no module keys, dtype strings, list-style inbound nodes."""
+def _legacy_style(node, keep_modules=False):
+    """A Keras 3 config as Keras 2 wrote it: dtype strings, list-style inbound nodes, one-element input/output
+    lists, no module keys (`.h5`; tf_keras 2 kept them in `.keras` files)."""
     if isinstance(node, list):
-        return [_legacy_style(v) for v in node]
+        return [_legacy_style(v, keep_modules) for v in node]
     if not isinstance(node, dict):
         return node
     if node.get("class_name") == "DTypePolicy":
         return node["config"]["name"]
-    out = {k: _legacy_style(v) for k, v in node.items() if k not in _DROP}
+    drop = _DROP - {"module", "registered_name"} if keep_modules else _DROP
+    out = {k: _legacy_style(v, keep_modules) for k, v in node.items() if k not in drop}
     cfg = out.get("config")
     if out.get("class_name") == "InputLayer":
         cfg["batch_input_shape"] = cfg.pop("batch_shape")
@@ -137,7 +139,7 @@ def test_tfkeras1_h5_with_initializer_dtype_and_no_input_layer(cnn, tmp_path):
     assert "GlorotUniform.__init__() got an unexpected keyword argument 'dtype'" in _plain_keras_error(path)
     model, lines = _load_with_repairs(path)
     n_init = sum(1 for d in _walk(cnn.get_config()) for k in d if k.endswith("_initializer"))
-    _assert_repairs(lines, path, {"initializer-dtype": n_init, "sequential-batch-input-shape": 1})
+    _assert_repairs(lines, path, {"initializer-dtype": n_init, "batch-input-shape": 1})
     _assert_same_outputs(cnn, model)
 
 
@@ -222,6 +224,107 @@ def test_current_files_load_without_repair(cnn, tmp_path, suffix):
     _assert_same_outputs(cnn, model)
 
 
+def _tfkeras2_quirks(config, modules):
+    """What tf.keras 2 (tf_keras 2.21) wrote beside the Keras 2 format, as seen in its own .h5/.keras files."""
+    for d in _walk(config):
+        cfg, cls = d.get("config"), d.get("class_name")
+        if cls in ("DepthwiseConv2D", "SeparableConv2D"):
+            cfg["groups"] = 1
+        if cls == "SeparableConv2D":
+            cfg.update(kernel_initializer={"class_name": "GlorotUniform", "config": {"seed": None}},
+                       kernel_regularizer=None, kernel_constraint=None)
+        if cls == "BatchNormalization":
+            cfg["axis"] = [3]
+        if modules and cls == "Functional":
+            d.update(module="tf_keras.src.engine.functional", registered_name="Functional")
+        if isinstance(cfg, dict) and "input_layers" in cfg:  # a nested model's calls count from 1
+            nested = {layer["name"] for layer in cfg["layers"] if "layers" in layer["config"]}
+            for layer in cfg["layers"]:
+                for call in layer.get("inbound_nodes", []):
+                    for ref in call:
+                        ref[1] += ref[0] in nested
+
+
+def _tfkeras2_keras_file(model, path):
+    """`model` as tf_keras 2 saved it to .keras: Keras 2 config with module keys, a Keras 3 weights file."""
+    saved = path.with_name("keras3-" + path.name)
+    model.save(saved)
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = _legacy_style(json.loads(data), keep_modules=True)
+                _tfkeras2_quirks(config, modules=True)
+                data = json.dumps(config)
+            dst.writestr(item, data)
+    return path
+
+
+def _tfkeras2_model():
+    """A small base model with the layers whose configs tf.keras 2 wrote differently."""
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    y = keras.layers.SeparableConv2D(8, 3, padding="same")(keras.layers.DepthwiseConv2D(3, padding="same")(x))
+    return keras.Model(inp, keras.layers.Add()([x, y]), name="base")
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    """The transfer-learning shape as a Functional model: input -> base model -> pooling -> Dense."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((16, 16, 3))
+    base = _tfkeras2_model()
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(base(inp))))
+    for w in model.weights:
+        w.assign(np.random.default_rng(len(w.path)).normal(0.5, 0.2, w.shape).astype("float32") ** 2)
+    return model
+
+
+TFKERAS2 = {"depthwise-groups": 1, "separable-conv-keys": 1, "batchnorm-axis": 1, "nested-io-lists": 1,
+            "nested-node-index": 1}
+
+
+def test_tfkeras2_keras_file_with_a_nested_model(transfer, tmp_path):
+    path = _tfkeras2_keras_file(transfer, tmp_path / "tfkeras2.keras")
+    assert "Could not locate class 'Functional'" in _plain_keras_error(path)
+    loaded, lines = _load_with_repairs(path)
+    _assert_repairs(lines, path, {**TFKERAS2, "model-module": 2})
+    _assert_same_outputs(transfer, loaded)
+
+
+def test_tfkeras2_h5_with_a_nested_model(transfer, tmp_path):
+    path = _write_h5(transfer, tmp_path / "tfkeras2.h5", lambda c: _tfkeras2_quirks(c, modules=False),
+                     keras_version="2.15.0")
+    assert "passed to DepthwiseConv2D: {'groups': 1}" in _plain_keras_error(path)
+    loaded, lines = _load_with_repairs(path)
+    _assert_repairs(lines, path, TFKERAS2)
+    _assert_same_outputs(transfer, loaded)
+
+
+def test_tfkeras2_keras_sequential_with_input_shape_on_its_first_layer(cnn, tmp_path):
+    """tf.keras 2 kept `batch_input_shape` on the first layer after the InputLayer; Keras 3 rejects the key."""
+    path = tmp_path / "seq.keras"
+    cnn.save(tmp_path / "keras3.keras")
+    with zipfile.ZipFile(tmp_path / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = _legacy_style(json.loads(data), keep_modules=True)
+                layers = config["config"]["layers"]
+                layers[1]["config"]["batch_input_shape"] = layers[0]["config"]["batch_input_shape"]
+                data = json.dumps(config)
+            dst.writestr(item, data)
+    assert "Unrecognized keyword arguments passed to Conv2D: {'batch_input_shape'" in _plain_keras_error(path)
+    loaded, lines = _load_with_repairs(path)
+    _assert_repairs(lines, path, {"batch-input-shape": 1})
+    _assert_same_outputs(cnn, loaded)
+
+
 def test_cli_info_names_each_repair_in_one_line(cnn, tmp_path, capsys):
     path = _write_h5(cnn, tmp_path / "policy.h5",
                      lambda c: _layer(c, "Dense")["config"].update(
@@ -291,7 +394,12 @@ def test_every_repair_is_safe_on_current_configs(cnn):
     """A config Keras 3.15 wrote itself needs none of the repairs: none of them changes it."""
     from edge_lowrank.legacy import repair_config
 
-    config = {"class_name": "Sequential", "config": cnn.get_config()}
-    before = copy.deepcopy(config)
-    assert repair_config(config, "keras") == [] and repair_config(config, "h5") == []
-    assert config == before
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    nested = keras.Model(inp, _tfkeras2_model()(inp))
+    for model in (cnn, nested, keras.Sequential([keras.Input((16, 16, 3)), nested, keras.layers.Flatten()])):
+        config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+        before = copy.deepcopy(config)
+        assert repair_config(config) == []
+        assert config == before
