@@ -66,6 +66,19 @@ def test_batch_matmul_from_a_dot_layer(axes, shapes):
     assert profile_model(model).macs == 6 * 5 * 8
 
 
+def test_3d_convs_and_1d_transposed_conv():
+    import keras
+
+    L = keras.layers
+    x, s = keras.Input((6, 6, 6, 2)), keras.Input((10, 4))
+    y = L.Conv3DTranspose(3, 2, strides=2)(L.Conv3D(4, 3, padding="same")(x))
+    model = keras.Model([x, s], [y, L.Conv1DTranspose(5, 3, strides=2)(s)])
+    want = {"CONV_3D": 6 ** 3 * (3 ** 3 * 2) * 4, "CONV_3D_TRANSPOSE": 6 ** 3 * (2 ** 3 * 4 * 3),
+            "TRANSPOSE_CONV": 10 * (3 * 4 * 5)}  # Conv1DTranspose runs as a 2-D TRANSPOSE_CONV
+    assert tflite_macs(to_tflite(model)).by_type() == want
+    assert profile_model(model).macs == sum(want.values())
+
+
 def test_bad_inputs_raise_model_errors(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         tflite_macs(tmp_path / "missing.tflite")
