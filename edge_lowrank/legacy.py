@@ -359,11 +359,31 @@ _HINTS = (
 )
 
 
+def written_by(path) -> str | None:
+    """The Keras version recorded in a model file (`keras_version`), or None when there is none to read."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as z:
+                version = json.loads(z.read("metadata.json")).get("keras_version")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version")
+        version = version.decode("utf-8") if hasattr(version, "decode") else version
+        return str(version) if version else None
+    except Exception:  # no metadata, or a damaged file: the version is only a hint
+        return None
+
+
 def explain(path, error: BaseException) -> str:
     """One line: the file, what failed and what to try (known causes first, else Keras's own words)."""
     text = _ANSI.sub("", f"{type(error).__name__}: {error}")
     for pattern, what, todo in _HINTS:
         if re.search(pattern, text):
             return f"Cannot load {path}: {what}; try: {todo}."
-    return (f"Cannot load {path}: Keras 3 refused it ({_cause(error)[:240]}); no known repair applies; try: "
-            f"load it with the Keras version that wrote it and save it again as .keras with stock layers.")
+    version = written_by(path)
+    by = f" (written by Keras {version})" if version else ""
+    return (f"Cannot load {path}{by}: Keras 3 refused it ({_cause(error)[:240]}); no known repair applies; "
+            f"try: load it with the Keras version that wrote it and save it again as .keras with stock layers.")

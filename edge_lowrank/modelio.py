@@ -23,9 +23,15 @@ def load_keras_model(path, *, compile: bool = False):
             layers); one line saying what failed and what to try.
     """
     path = Path(path)
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        raise ModelError(f"{path} is a TensorFlow SavedModel folder, which Keras 3 cannot load as a model; try: "
+                         f"load it with tf_keras (TF_USE_LEGACY_KERAS=1) and save it as .keras or .h5.")
     if not path.is_file():
         raise ModelError(f"Model file {path} does not exist.")
     suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        raise ModelError(f"{path} is a TFLite model, not a Keras one: `edge-lowrank inspect` and `bench` take it; "
+                         f"compressing needs the Keras model it came from.")
     if suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive; "
                          f"a truncated copy? copy or download it again).")
