@@ -71,7 +71,9 @@ def _import_tensorflow_quietly() -> None:
 @contextlib.contextmanager
 def _project_notes_as_lines(name: str):
     """Show the project's own warnings (`EdgeLowrankWarning`, e.g. a repaired legacy model file) as one line
-    each, `edge-lowrank NAME: message`, not Python's two-line warning with a source line."""
+    each, `edge-lowrank NAME: message`, not Python's two-line warning with a source line. Warnings raised by
+    Keras, TensorFlow and other libraries go to the debug log (`edge_lowrank.debuglog`), not the terminal."""
+    from edge_lowrank import debuglog
     from edge_lowrank.errors import EdgeLowrankWarning
 
     previous = warnings.showwarning
@@ -79,6 +81,8 @@ def _project_notes_as_lines(name: str):
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, EdgeLowrankWarning):
             print(f"edge-lowrank {name}: {message}", file=sys.stderr)
+        elif not debuglog.is_ours(filename):
+            debuglog.record_warning(message, category, filename, lineno)
         else:
             previous(message, category, filename, lineno, file, line)
 
@@ -108,6 +112,9 @@ def main(argv=None) -> int:
     try:
         if info.uses_tensorflow:
             _import_tensorflow_quietly()
+            from edge_lowrank.debuglog import route_logging
+
+            route_logging()
         with _project_notes_as_lines(name):
             return int(module.run(args) or 0)
     except EdgeLowrankError as e:

@@ -243,13 +243,22 @@ class Pipeline:
         t0 = time.monotonic()
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("ignore")
-                warnings.simplefilter("always", UserWarning)  # the project's own notes (budget not met, ...)
+                warnings.simplefilter("default")  # once per place; the project's own notes are shown, the rest
+                warnings.simplefilter("always", UserWarning)  # goes to debug.log
                 result, files = fn()
         except BaseException as e:
             self.progress.finish(name, started, cached=False, failed=_first_line(e))
             raise
-        for msg in dict.fromkeys(str(w.message).splitlines()[0][:240] for w in caught if str(w.message).strip()):
+        from edge_lowrank import debuglog
+
+        ours, seen = [], set()
+        for w in caught:
+            if debuglog.is_ours(w.filename) and issubclass(w.category, UserWarning):
+                ours.append(w)
+            elif (w.filename, w.lineno, str(w.message)) not in seen:  # Keras/TF notes a user cannot act on
+                seen.add((w.filename, w.lineno, str(w.message)))
+                debuglog.record_warning(w.message, w.category, w.filename, w.lineno)
+        for msg in dict.fromkeys(str(w.message).splitlines()[0][:240] for w in ours if str(w.message).strip()):
             self.progress.log(f"  {name}: {msg}")  # one line each, once, not a warning with a source line
         result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
         secs = time.monotonic() - t0
@@ -277,6 +286,9 @@ class Pipeline:
         cfg = self.cfg
         inp = load_inputs(cfg)
         self.out = prepare_out_dir(cfg.out)
+        from edge_lowrank import debuglog
+
+        debuglog.set_file(self.out / "debug.log")  # Keras/TF warnings and logs of this run, not the terminal
         self.cache = StageCache(self.out)
         self.inp = inp
         schemes = cfg.scheme_list()
