@@ -160,13 +160,20 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
 
 def to_tflite_file(keras_path, **kwargs) -> bytes:
     """`to_tflite` of the model saved at `keras_path`; what the converter's child process runs."""
+    import keras
+
     from edge_lowrank.modelio import load_keras_model
 
-    return to_tflite(load_keras_model(keras_path), **kwargs)
+    try:
+        return to_tflite(load_keras_model(keras_path), **kwargs)
+    finally:
+        keras.backend.clear_session()  # the warm child converts many models: keep none of them
 
 
 def to_tflite_isolated(model, *, subject: str, **kwargs) -> bytes:
     """`to_tflite` in a child process (`edge_lowrank.isolate`): a crash of the converter is one line.
+
+    The child stays warm for the next call (TensorFlow's import is paid once); one that crashed is replaced.
 
     Args:
         model: a `keras.Model` (saved to a temporary .keras for the child, so the child converts exactly
@@ -184,7 +191,8 @@ def to_tflite_isolated(model, *, subject: str, **kwargs) -> bytes:
 
     stage = f"TFLite converter ({normalize_precision(kwargs.get('precision', 'float32'))})"
     if isinstance(model, (str, os.PathLike)):
-        return run_isolated(to_tflite_file, str(model), stage=stage, subject=subject, **kwargs)
+        return run_isolated(to_tflite_file, str(model), stage=stage, subject=subject, reuse="tensorflow",
+                            **kwargs)
     import keras
 
     if not isinstance(model, keras.Model):
@@ -192,4 +200,5 @@ def to_tflite_isolated(model, *, subject: str, **kwargs) -> bytes:
     with tempfile.TemporaryDirectory(prefix="edge-lowrank-convert.") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
-        return run_isolated(to_tflite_file, str(path), stage=stage, subject=subject, **kwargs)
+        return run_isolated(to_tflite_file, str(path), stage=stage, subject=subject, reuse="tensorflow",
+                            **kwargs)

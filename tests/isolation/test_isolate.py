@@ -68,3 +68,16 @@ def test_timeout_kills_the_child():
 def test_local_functions_are_refused():
     with pytest.raises(TypeError, match="module-level"):
         run_isolated(lambda: 1, stage="s", subject="x")
+
+
+def test_a_warm_child_is_reused_and_replaced_after_a_crash():
+    from edge_lowrank.isolate import close_warm_children
+
+    try:
+        first = run_isolated(os.getpid, stage="s", subject="x", reuse="test")
+        assert run_isolated(os.getpid, stage="s", subject="x", reuse="test") == first
+        with pytest.raises(CrashError, match="SIGSEGV"):
+            run_isolated(ctypes.string_at, 0, stage="s", subject="x", reuse="test")
+        assert run_isolated(os.getpid, stage="s", subject="x", reuse="test") not in (first, os.getpid())
+    finally:
+        close_warm_children()
