@@ -47,6 +47,24 @@ def add_arguments(parser):
 
     add_transform_arguments(parser, " (calibration data outside the model's range are refused; default: 0,1, "
                                     "or 0..255 pixels for a model starting with Rescaling(1/255))")
+    _add_quant_arguments(parser)
+
+
+def _add_quant_arguments(parser):
+    """int8 remedies: quantization-aware fine-tuning (tfmot, in a child) and the quantization debugger."""
+    parser.add_argument("--qat", action="store_true",
+                        help="int8 only: quantization-aware fine-tuning (tensorflow-model-optimization, in a "
+                             "child process) by distillation from the float model, instead of plain PTQ")
+    parser.add_argument("--qat-data", default="fashion-mnist:train",
+                        help="QAT training images (labels used when present; default fashion-mnist:train)")
+    parser.add_argument("--qat-samples", type=int, default=10000, help="QAT training images (default 10000)")
+    parser.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs (default 1)")
+    parser.add_argument("--debug", action="store_true",
+                        help="int8 only: per-op int8 error on the calibration data (TFLite's "
+                             "QuantizationDebugger), the worst ops named")
+    parser.add_argument("--float-fallback", type=int, default=0, metavar="N",
+                        help="int8 only: keep the N ops with the largest int8 error in float (implies --debug) "
+                             "and report the host latency cost")
 
 
 def _user_metadata(path) -> dict:
@@ -112,9 +130,17 @@ def run(args) -> int:
     metadata.setdefault("source_model", Path(args.model).name)
     metadata.setdefault("source_sha256", hashlib.sha256(Path(args.model).read_bytes()).hexdigest())
 
-    flat = to_tflite_isolated(model, subject=str(args.model), precision=args.mode, representative_data=calib,
-                              float_io=args.float_io, metadata=metadata, input_range=input_range,
-                              allow_select_tf_ops=args.allow_custom_ops, equalize=not args.no_equalize)
+    quant = _check_quant_options(args)
+    if args.qat:
+        flat = _qat_flat(args, model, calib, transform, metadata, input_range)
+    else:
+        flat = to_tflite_isolated(model, subject=str(args.model), precision=args.mode, representative_data=calib,
+                                  float_io=args.float_io, metadata=metadata, input_range=input_range,
+                                  allow_select_tf_ops=args.allow_custom_ops, equalize=not args.no_equalize)
+    if quant:
+        quant = _debug(args, calib, metadata, input_range)
+        if quant["fallback"] is not None:
+            flat = quant["fallback"]
     audit = audit_ops(flat, subject=str(out))
     require_builtin_only(audit, allow_custom=args.allow_custom_ops)
 
@@ -128,6 +154,13 @@ def run(args) -> int:
         eval_ds = load_dataset(eval_spec, default_split="test")
         fidelity = check_fidelity(model, flat, eval_ds.with_x(transform.apply(eval_ds.x)),
                                   n=args.eval_samples, subject=str(out))
+
+    remedy = None
+    if args.mode == "int8" and fidelity is not None:
+        from converters.quant_debug import remedies
+
+        remedy = remedies(fidelity.top1_agreement, quant["report"] if quant else None,
+                          calib_samples=len(calib), qat=args.qat)
 
     tflm, sources = None, None
     if c_path is not None:
@@ -153,6 +186,8 @@ def run(args) -> int:
         "tflm": tflm.to_dict() if tflm else None,
         "c_array": [str(c_path), str(c_path.with_suffix(".h"))] if c_path else None,
         "metadata": read_metadata(flat),
+        "quant_debug": _quant_summary(quant),
+        "remedy": remedy,
     }
     if args.json:
         summary["audit"].pop("weights")
@@ -164,11 +199,67 @@ def run(args) -> int:
     if audit.unexplained_undelegated:
         print("warning: nodes outside XNNPACK that are not documented exceptions: "
               + ", ".join(audit.unexplained_undelegated))
+    if quant:
+        print(quant["report"].render())
+        if quant["kept"]:
+            lat = quant["latency"]
+            print(f"kept in float: {', '.join(k.layer for k in quant['kept'])}; host latency "
+                  f"{lat['fallback_ms']:.3f} ms vs {lat['int8_ms']:.3f} ms all-int8 ({lat['ratio']:.2f}x, "
+                  "interleaved, 1 thread)")
     if fidelity:
         print(fidelity.render())
     elif note:
         print(note)
+    if remedy:
+        print(remedy)
     if tflm:
         print(tflm.render())
         print(f"wrote {c_path} and {c_path.with_suffix('.h')}")
     return 0
+
+
+def _check_quant_options(args) -> bool:
+    """Validate --qat/--debug/--float-fallback; True when the debugger runs."""
+    from edge_lowrank.errors import DataError
+
+    if args.float_fallback < 0:
+        raise DataError(f"Invalid value for `--float-fallback`. Expected an int >= 0. Received: {args.float_fallback}.")
+    debug = args.debug or args.float_fallback > 0
+    for flag, on in (("--qat", args.qat), ("--debug", args.debug), ("--float-fallback", args.float_fallback > 0)):
+        if on and args.mode != "int8":
+            raise DataError(f"{flag} needs --mode int8 (received --mode {args.mode}).")
+    if args.qat and args.float_fallback:
+        raise DataError("--qat and --float-fallback are two different remedies: use one at a time.")
+    for name in ("qat_samples", "qat_epochs"):
+        if getattr(args, name) < 1:
+            raise DataError(f"Invalid value for `--{name.replace('_', '-')}`. Expected a positive int. "
+                            f"Received: {getattr(args, name)}.")
+    return debug
+
+
+def _qat_flat(args, model, calib, transform, metadata, input_range) -> bytes:
+    """QAT bytes: fine-tuned on --qat-data against the model's own outputs (tfmot in a child process)."""
+    from converters.qat import qat_tflite
+    from edge_lowrank.data import load_dataset
+
+    train = load_dataset(args.qat_data, default_split="train").take(args.qat_samples)
+    return qat_tflite(model, transform.apply(train.x), calib_x=calib, labels=train.y, epochs=args.qat_epochs,
+                      float_io=args.float_io, equalize=not args.no_equalize, metadata=metadata,
+                      input_range=input_range)
+
+
+def _debug(args, calib, metadata, input_range) -> dict:
+    """The quantization debugger (and the float fallback) in a child process, like the converter."""
+    from converters.quant_debug import debug_file
+    from edge_lowrank.isolate import run_isolated
+
+    return run_isolated(debug_file, str(args.model), calib, float_fallback=args.float_fallback,
+                        float_io=args.float_io, equalize=not args.no_equalize, input_range=input_range,
+                        metadata=metadata, stage="quantization debugger", subject=str(args.model))
+
+
+def _quant_summary(quant) -> dict | None:
+    if not quant:
+        return None
+    return {"report": quant["report"].to_dict(), "kept_in_float": [k.layer for k in quant["kept"]],
+            "latency": quant["latency"]}
