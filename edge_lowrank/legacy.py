@@ -37,11 +37,14 @@ import re
 import shutil
 import tempfile
 import warnings
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 from edge_lowrank.errors import ModelError, RepairWarning
+
+_REPAIRED: weakref.WeakSet = weakref.WeakSet()  # models `load_repaired` built: their file is not Keras 3's own
 
 _RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM",
                 "CuDNNGRU"}
@@ -314,10 +317,16 @@ def load_repaired(path, error: BaseException, *, compile: bool = False):
             names = ", ".join(r.name for r, _ in applied)
             raise ModelError(f"{explain(path, e2)} (after the repairs {names}; "
                              f"first failure: {_cause(error)[:160]})") from None
+    _REPAIRED.add(model)
     for repair, n in applied:
         warnings.warn(RepairWarning(f"loaded {path.name}: repaired {repair.what} ({n} config{'s' * (n != 1)})"),
                       stacklevel=3)
     return model
+
+
+def was_repaired(model) -> bool:
+    """Whether `model` was loaded through a repair (its file then needs the repair again: save the model)."""
+    return model in _REPAIRED
 
 
 @contextlib.contextmanager

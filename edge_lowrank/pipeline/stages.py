@@ -323,11 +323,15 @@ class Pipeline:
     def _baseline(self):
         import shutil
 
+        from edge_lowrank.legacy import was_repaired
         from edge_lowrank.profile import profile_model
 
         dst = self.out / "models" / "baseline.keras"
         with atomic_path(dst, suffix=".keras") as tmp:
-            shutil.copyfile(self.inp.model_path, tmp)
+            if Path(self.inp.model_path).suffix.lower() == ".keras" and not was_repaired(self.inp.model):
+                shutil.copyfile(self.inp.model_path, tmp)
+            else:  # a legacy .h5, or a file that loaded only after a repair: as Keras 3 saves it, so it loads
+                self.inp.model.save(tmp)
         prof = profile_model(self.inp.model)
         return {"keras": "models/baseline.keras", "params": prof.params, "macs": prof.macs,
                 "layers": [dataclasses.asdict(layer) for layer in prof.layers]}, [dst]
