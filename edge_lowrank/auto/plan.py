@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES, Option, layer_options
-from edge_lowrank.auto.select import Selection, choose
+from edge_lowrank.auto.select import Selection, choose, task_frontier
 from edge_lowrank.rank.select import RankChoice
 
 
@@ -50,6 +50,8 @@ class AutoResult:
     measured: int  # micro models measured in this call (0 when all came from the cache)
     table: str | None
     single_schemes: dict | None = None  # MAC budget: each single scheme's predicted cost, and the one to beat
+    objective: str = "kernel error"  # what was minimized, and why (task needs calibration data)
+    candidates: dict | None = None  # task objective: whole choices measured together (shift, agreement, cost)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -224,11 +226,31 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     else:
         fixed, original = float(fixed_macs), float(prof.macs)
 
-    damage = [[o.error ** ERROR_POWER for o in opts] for _, opts in rows]
-    layers = [[(d, o.cost) for d, o in zip(ds, opts)] for ds, (_, opts) in zip(damage, rows)]
+    objective = policy.auto_objective if calib is not None and rows else "kernel"
+    probe, shifts, kernel_rows = None, None, rows
+    if objective != "kernel":
+        from edge_lowrank.auto.sensitivity import TaskProbe
 
-    def macs_of(picks):
-        return fixed_macs + sum(opts[i].macs for (_, opts), i in zip(rows, picks))
+        probe = TaskProbe(model, calib)
+        shifts = [[0.0] + [probe.shift(p, o) for o in opts[1:]] for p, opts in rows]
+        if objective == "task":
+            # the data pick the scheme and rank within a layer (an option another one beats on both measured
+            # cost and output shift is dropped); kernel error spreads the cut across layers, as fine-tuning
+            # recovers it (output shift alone concentrates it in layers that look insensitive before fine-tuning)
+            keep = [task_frontier([o.cost for o in opts], ds) for (_, opts), ds in zip(rows, shifts)]
+            rows = [(p, [opts[i] for i in k]) for (p, opts), k in zip(rows, keep)]
+            shifts = [[ds[i] for i in k] for ds, k in zip(shifts, keep)]
+    kernel_layers = [[(o.error ** ERROR_POWER, o.cost) for o in opts] for _, opts in rows]
+    if objective == "shift":
+        layers = [[(d, o.cost) for d, o in zip(ds, opts)] for ds, (_, opts) in zip(shifts, rows)]
+    else:
+        layers = kernel_layers
+
+    def macs_of(picks, rws=None):
+        return fixed_macs + sum(opts[i].macs for (_, opts), i in zip(rws or rows, picks))
+
+    def cost_of(picks, rws=None):
+        return fixed + sum(opts[i].cost for (_, opts), i in zip(rws or rows, picks))
 
     comparison = None
     if policy.target_mac_ratio is not None:
@@ -248,30 +270,61 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         met_singles = [s for s in singles if _single_meets(s, singles[s], rows, fixed_macs, target_macs)]
         to_beat = min(met_singles, key=lambda s: (single_cost[s], single_error[s])) if met_singles else None
         limit = single_cost[to_beat] if to_beat else original
-        selection = _choose_with_macs(layers, rows, limit, fixed, macs_of, target_macs)
-        if selection is None:  # no choice within that time meets the MACs: fewest MACs that are not slower
-            picks = tuple(min(range(len(opts)), key=lambda i: (opts[i].macs, layers[k][i][0]))
-                          for k, (_, opts) in enumerate(rows))
-            cost = fixed + sum(opts[i].cost for (_, opts), i in zip(rows, picks))
-            selection = Selection(picks, cost, limit, sum(layers[k][i][0] for k, i in enumerate(picks)), False)
+
+        def select(lay, rws):
+            def macs(picks):
+                return macs_of(picks, rws)
+
+            sel = _choose_with_macs(lay, rws, limit, fixed, macs, target_macs)
+            if sel is None:  # no choice within that time meets the MACs: fewest MACs that are not slower
+                picks = tuple(min(range(len(opts)), key=lambda i: (opts[i].macs, lay[k][i][0]))
+                              for k, (_, opts) in enumerate(rws))
+                sel = Selection(picks, cost_of(picks, rws), limit, sum(lay[k][i][0] for k, i in enumerate(picks)),
+                                False)
+            return dataclasses.replace(sel, met=macs(sel.picks) <= target_macs)
+
         comparison = {"single_scheme_cost": single_cost, "single_scheme_error": single_error,
                       "scheme_to_beat": to_beat, "cost_to_beat": limit if to_beat else None}
-        selection = dataclasses.replace(selection, met=macs_of(selection.picks) <= target_macs)
     else:
         ratio = policy.target_latency_ratio
         rule = f"auto: {'latency' if policy.cost_target == 'host' else policy.cost_target + ' cost'} " \
                f"at most {ratio:g}x" if measure else f"auto: MACs at most {ratio:g}x"
-        selection = choose(layers, ratio * original, fixed)
+
+        def select(lay, rws):
+            return choose(lay, ratio * original, fixed)
+
+    selection = select(layers, rows)
+    candidates = None
+    if probe is not None:
+        # what the choice does to the output, measured with all its layers replaced together, beside what
+        # kernel error alone would choose among all options (per-layer shifts do not add up exactly)
+        kernel_only = select([[(o.error ** ERROR_POWER, o.cost) for o in opts] for _, opts in kernel_rows],
+                             kernel_rows)
+        candidates = {}
+        for name, rws, picks in ((objective, rows, selection.picks), ("kernel error", kernel_rows, kernel_only.picks)):
+            shift, agree = probe.measure([(p, opts[i]) for (p, opts), i in zip(rws, picks)])
+            candidates[name] = {"shift": shift, "agreement": agree, "cost": cost_of(picks, rws),
+                                "macs": macs_of(picks, rws), "chosen": name == objective}
+        what = (f"output shift (KL of the softmax) of each option alone on {probe.n} calibration images "
+                f"({probe.evaluations} forward passes)")
+        objective = (f"task: kernel error among the options on each layer's measured cost / {what} frontier"
+                     if objective == "task" else f"shift: summed {what}")
+    elif calib is not None and policy.auto_objective != "kernel":
+        objective = "kernel error: no layer to price on data"
+    else:
+        objective = ("kernel error: asked for (auto_objective='kernel')" if policy.auto_objective == "kernel"
+                     else "kernel error: no calibration data (give calib_data to price options on the task)")
     if not selection.met:
         warnings.warn(f"auto: the budget cannot be met ({rule}); the cheapest options are used.", stacklevel=3)
 
     from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
 
     detail = {}
-    for (p, opts), i in zip(rows, selection.picks):
+    for k, ((p, opts), i) in enumerate(zip(rows, selection.picks)):
         o = opts[i]
         detail[p.site.name] = {"chosen": o.label, "cost_before": opts[0].cost, "cost_after": o.cost,
-                               "options": len(opts) - 1, "error": o.error}
+                               "options": len(opts) - 1, "error": o.error,
+                               "shift": None if shifts is None else shifts[k][i]}
         if o.scheme is None:
             p.reason = ("auto: no option is faster than the layer" if len(opts) == 1
                         else "auto: keeping it is the best use of the budget")
@@ -284,7 +337,8 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         if p.choice is None and p.reason is None:
             p.reason = "auto: not measured"
     return AutoResult(table.unit if measure else "MACs", rule, original, selection.cost, fixed, selection.met,
-                      detail, table.measured if measure else 0, str(table.path) if measure else None, comparison)
+                      detail, table.measured if measure else 0, str(table.path) if measure else None, comparison,
+                      objective, candidates)
 
 
 __all__ = ["AUTO_SCHEMES", "AutoResult", "plan_auto", "micro_model"]

@@ -90,3 +90,21 @@ def choose(layers: list[list[tuple[float, float]]], budget: float, fixed: float 
         picks[pick[0]] = pick[1]
     picks = tuple(picks)
     return Selection(picks, total(picks), budget, err(picks), True)
+
+
+def task_frontier(costs, damages) -> list[int]:
+    """Indices of the options no other option beats on both cost and damage (index 0, the original, always).
+
+    Example:
+        >>> task_frontier([10, 6, 5, 5, 3], [0, 0.2, 0.1, 0.3, 0.4])
+        [0, 2, 4]
+    """
+    keep = [0]
+    for i, (c, d) in enumerate(zip(costs, damages)):
+        if i == 0:
+            continue
+        beaten = any(j != i and costs[j] <= c and damages[j] <= d and (costs[j] < c or damages[j] < d or j < i)
+                     for j in range(1, len(costs)))
+        if not beaten:
+            keep.append(i)
+    return keep

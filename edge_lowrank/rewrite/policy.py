@@ -37,6 +37,9 @@ class CompressionPolicy:
         auto_schemes: the schemes auto may choose from.
         cost_target: what auto measures: "host" (int8 latency, one thread, XNNPACK), "qemu:<profile>" (ARM
             instructions) or "macs" (nothing measured).
+        auto_objective: what auto minimizes with `calib_data` (without, always summed kernel error): "task"
+            (kernel error among the options on each layer's measured cost / output-shift frontier), "shift"
+            (summed output shift of each option alone: for use without fine-tuning) or "kernel".
     """
 
     scheme: str = "tucker2"
@@ -57,6 +60,7 @@ class CompressionPolicy:
     target_latency_ratio: float | None = None
     auto_schemes: tuple[str, ...] = AUTO_SCHEMES
     cost_target: str = "host"
+    auto_objective: str = "task"
 
     def __post_init__(self):
         if self.scheme not in POLICY_SCHEMES:
@@ -117,6 +121,9 @@ class CompressionPolicy:
         if not isinstance(t, str) or not (t in ("host", "macs") or t.startswith("qemu:")):
             raise RankError(f"Invalid value for argument `cost_target`. Expected host, macs or qemu:<profile>. "
                             f"Received: cost_target={t!r}.")
+        if self.auto_objective not in ("task", "shift", "kernel"):
+            raise RankError(f"Invalid value for argument `auto_objective`. Expected task, shift or kernel. "
+                            f"Received: auto_objective={self.auto_objective!r}.")
 
     @property
     def rule(self) -> dict:

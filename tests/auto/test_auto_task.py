@@ -1,0 +1,136 @@
+"""Data-aware auto: options priced by the model's output shift on calibration images."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from edge_lowrank.auto.candidates import layer_options
+from edge_lowrank.auto.select import task_frontier
+from edge_lowrank.auto.sensitivity import KernelApprox, TaskProbe, divergence
+from edge_lowrank.rank.select import RankError
+from edge_lowrank.rewrite import CompressionPolicy, compress
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    x = inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="c2")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(32, 1, name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(5, activation="softmax", name="fc")(x)
+    m = keras.Model(inp, out)
+    rng = np.random.default_rng(seed)  # BatchNorm statistics far from the identity, so folding matters
+    bn = m.get_layer("bn2")
+    bn.set_weights([rng.uniform(0.5, 2, 32), rng.normal(0, 0.3, 32), rng.normal(0, 0.3, 32), rng.uniform(0.2, 3, 32)])
+    return m
+
+
+def _calib(n=32, seed=1):
+    return np.random.default_rng(seed).standard_normal((n, 12, 12, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("scheme,ranks,k", [("spatial", (8,), 3), ("channel", (8,), 3), ("weight-svd", (8,), 1),
+                                            ("tucker2", (8, 16), 3)])
+def test_truncated_kernel_has_the_candidates_error(scheme, ranks, k):
+    from edge_lowrank.rank.schemes import LayerSpec
+
+    w = np.random.default_rng(0).standard_normal((k, k, 16, 32))
+    spec = LayerSpec("c", "conv", w.shape, (((8, 8), (8, 8)),), True)
+    opt = next(o for o in layer_options(spec, w, schemes=(scheme,)) if o.ranks == ranks)
+    approx = KernelApprox(w).kernel(scheme, ranks)
+    err = float(np.sum((approx - w) ** 2) / np.sum(w ** 2))
+    if scheme == "tucker2":  # HOSVD: at most the bound the candidates carry
+        assert 0 < err <= opt.error + 1e-9
+    else:  # truncated SVD: exactly the error read from the spectrum
+        assert err == pytest.approx(opt.error, rel=1e-6)
+
+
+@pytest.mark.parametrize("scheme,rank", [("spatial", 8), ("channel", 8)])
+def test_probe_predicts_the_rewritten_model_and_restores_the_kernel(scheme, rank):
+    from edge_lowrank.auto.candidates import Option
+
+    m = _model()
+    x = _calib()
+    before = m.get_layer("c2").kernel.numpy().copy()
+    # the rewrite of c2 alone (BatchNorm folded into it) at that rank
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one, _ = compress(m, CompressionPolicy(scheme, layers=("c2",), layer_ranks={"c2": rank}, rank_multiple=1))
+    want = np.asarray(one.predict(x, verbose=0))
+    probe = TaskProbe(m, x)
+    plans = {}
+    from edge_lowrank.auto import plan as P
+
+    orig = P.plan_auto
+
+    def spy(model, policy, live, **kw):
+        plans.update({p.site.name: p for p in live})
+        return orig(model, policy, live, **kw)
+
+    P.plan_auto = spy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
+    finally:
+        P.plan_auto = orig
+    p = plans["c2"]
+    assert p.bn is not None
+    shift, agree = probe.measure([(p, Option(scheme, (rank,), 0.0, 0, 0))])
+    # the probe's modified model gives the rewritten model's outputs
+    var = m.get_layer("c2").kernel
+    var.assign(before + probe._delta(p, Option(scheme, (rank,), 0.0, 0, 0)).astype(np.float32))
+    got = np.asarray(m.predict(x, verbose=0))
+    var.assign(before)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    assert shift == pytest.approx(divergence(probe.ref, [want]), rel=1e-3, abs=1e-7)
+    np.testing.assert_array_equal(m.get_layer("c2").kernel.numpy(), before)  # restored
+    assert 0.0 <= agree <= 1.0
+
+
+def test_task_frontier_drops_options_beaten_on_cost_and_shift():
+    # (cost, shift): 1 is beaten by 2 (cheaper, less shift); 3 ties 2 on cost with more shift
+    assert task_frontier([10, 6, 5, 5, 3], [0, 0.2, 0.1, 0.3, 0.4]) == [0, 2, 4]
+    assert task_frontier([10, 4, 4], [0, 0.1, 0.1]) == [0, 1]  # exact duplicates: the first stays
+    assert task_frontier([10], [0]) == [0]
+
+
+@pytest.mark.parametrize("objective", ["task", "shift"])
+def test_data_aware_objectives_report_what_they_measured(objective):
+    m = _model()
+    x = _calib()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new, rep = compress(m, CompressionPolicy("auto", target_mac_ratio=0.5, cost_target="macs", calib_data=x,
+                                                 auto_objective=objective,
+                                                 auto_schemes=("spatial", "channel", "weight-svd")))
+    a = rep.auto
+    assert a["objective"].startswith(f"{objective}:") and "calibration images" in a["objective"]
+    cands = a["candidates"]
+    assert set(cands) == {objective, "kernel error"} and cands[objective]["chosen"]
+    assert a["budget_met"] and cands[objective]["macs"] <= 0.5 * a["original_cost"] + 1e-6
+    assert cands["kernel error"]["macs"] <= 0.5 * a["original_cost"] + 1e-6
+    assert all(d["shift"] is not None and d["shift"] >= -1e-9 for d in a["layers"].values())
+    # what was built moves the output as much as the probe measured (truncated SVDs are exact)
+    got = divergence([np.asarray(m.predict(x, verbose=0))], [np.asarray(new.predict(x, verbose=0))])
+    assert got == pytest.approx(cands[objective]["shift"], rel=0.05, abs=1e-5)
+
+
+def test_without_data_or_when_asked_the_objective_is_kernel_error():
+    m = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, rep = compress(m, CompressionPolicy("auto", target_mac_ratio=0.5, cost_target="macs"))
+        _, rep_k = compress(m, CompressionPolicy("auto", target_mac_ratio=0.5, cost_target="macs",
+                                                 calib_data=_calib(), auto_objective="kernel"))
+    assert rep.auto["objective"].startswith("kernel error: no calibration data")
+    assert rep_k.auto["objective"].startswith("kernel error: asked for")
+    assert rep.auto["candidates"] is None and rep_k.auto["candidates"] is None
+    assert [d.ranks for d in rep.layers] == [d.ranks for d in rep_k.layers]
+    with pytest.raises(RankError, match="auto_objective"):
+        CompressionPolicy("auto", auto_objective="accuracy")
