@@ -2,10 +2,11 @@
 
 A repair rewrites the model's JSON config only (the `model_config` attribute of an `.h5`, `config.json` of
 a `.keras` archive), writes the repaired copy to a temporary folder and loads that copy with Keras's own
-loader in safe mode: code inside a file never runs, and the user's file is never written. Each repair matches
-only what a Keras 3.15 config never holds. Files written by tf_keras 2.21 and Keras 3.8 themselves (`.h5` and
-`.keras`) load with these repairs and give the same outputs; the tf.keras 1.x, Keras 2.2 and mixed-precision
-cases are configs written the way those versions wrote them. tests/modelio rebuilds each case at test time.
+loader in safe mode: code inside a file never runs, and the user's file is never written. Each repair
+matches only what a Keras 3.15 config never holds. Files written by tf_keras 2.21, Keras 3.3 and 3.8
+themselves (`.h5` and `.keras`) load with these repairs and give the same outputs; the tf.keras 1.x, Keras 2.2
+and mixed-precision cases are configs written the way those versions wrote them. tests/modelio rebuilds each
+case at test time.
 
 - `initializer-dtype`: tf.keras 1.x ("2.2.4-tf") wrote `"dtype": "float32"` into initializer configs
   ("GlorotUniform.__init__() got an unexpected keyword argument 'dtype'").
@@ -20,8 +21,8 @@ cases are configs written the way those versions wrote them. tests/modelio rebui
   attribute 'quantization_mode'"); Keras 3 takes the policy's name.
 - `model-module`: tf_keras `.keras` files name `tf_keras.src.engine.functional` ("Could not locate class
   'Functional'").
-- `nested-io-lists`: Keras 2 and Keras 3.8 (and older 3.x) write a nested model's single input and output
-  as one-element lists; Keras 3.15 then hands the next layer a list ("expects 1 input(s), but it received 2
+- `nested-io-lists`: Keras 2 and Keras 3.3 to 3.8 (those checked) write a nested model's single input and
+  output as one-element lists; Keras 3.15 then hands the next layer a list ("expects 1 input(s), but it received 2
   input tensors", "'list' object has no attribute 'shape'"): the transfer-learning Sequential([application,
   pooling, Dense]) hits it.
 - `nested-node-index`: in the inbound nodes of the layers it feeds, tf.keras numbered a nested model's calls
@@ -240,7 +241,7 @@ REPAIRS = (
     Repair("batchnorm-axis", "BatchNormalization configs with a list `axis` (tf.keras 2)", _fix_batchnorm_axis),
     Repair("policy-dtype", "tf.keras mixed-precision `Policy` dtypes", _fix_policy_dtype),
     Repair("model-module", "tf_keras module paths of Functional models", _fix_model_modules),
-    Repair("nested-io-lists", "nested models' one-element input/output lists (Keras 2, Keras 3.8 and older)",
+    Repair("nested-io-lists", "nested models' one-element input/output lists (Keras 2, Keras 3.3-3.8)",
            _fix_nested_io_lists),
     Repair("nested-node-index", "calls of nested models numbered from 1 (tf.keras 2)", _fix_nested_node_index),
 )
