@@ -63,6 +63,13 @@ def set_file(path) -> None:
         _append(text)
 
 
+def close() -> None:
+    """Stop writing to the debug file (a later command in the same process keeps its lines in memory)."""
+    global _path
+    _path = None
+    _pending.clear()
+
+
 def _append(text: str) -> None:
     try:
         with _path.open("a", encoding="utf-8") as f:

@@ -45,9 +45,14 @@ def run(args) -> int:
     from edge_lowrank.pipeline.config import from_args
     from edge_lowrank.pipeline.stages import Pipeline
 
+    from edge_lowrank import debuglog
+
     cfg = from_args(args)
     pipe = Pipeline(cfg)
-    report = pipe.run()
+    try:
+        report = pipe.run()
+    finally:
+        debuglog.close()  # this run's debug.log ends with it
     outcome = report.pop("_outcome")
     print_table(report)
     print(f"report: {os.path.join(cfg.out, 'report.html')}")
