@@ -35,6 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Rounding noise of a uniform quantizer, in quantization steps: the floor of RMSE / scale.
 ROUNDING_NOISE = 1 / math.sqrt(12)
+# An op whose RMSE is this many times the rounding noise stands out (clipping, a crushed range, bad weights).
+OUTLIER_FACTOR = 2.0
 # Below this int8 top-1 agreement with Keras, `convert` suggests remedies.
 AGREEMENT_THRESHOLD = 0.97
 
@@ -256,8 +258,13 @@ def remedies(agreement: float, report: QuantReport | None = None, *, calib_sampl
                 else "quantization-aware fine-tuning (--qat)")
     if report is not None and report.layers:
         worst = report.worst(3)
-        named = ", ".join(f"{e.layer} ({e.rmse_scale:.2f} steps)" for e in worst)
-        tips.append(f"keeping the worst ops in float (--float-fallback N; worst: {named})")
+        if worst[0].rmse_scale < OUTLIER_FACTOR * ROUNDING_NOISE:
+            tips.append(f"(no op stands out: the worst, {worst[0].layer}, is at {worst[0].rmse_scale:.2f} steps, "
+                        f"rounding alone gives {ROUNDING_NOISE:.2f}; the error accumulates over the layers, so "
+                        "keeping a few ops in float will not help)")
+        else:
+            named = ", ".join(f"{e.layer} ({e.rmse_scale:.2f} steps)" for e in worst)
+            tips.append(f"keeping the worst ops in float (--float-fallback N; worst: {named})")
     else:
         tips.append("keeping the worst ops in float (--debug names them, --float-fallback N)")
     return (f"int8 top-1 agreement {agreement * 100:.1f}% is below {threshold * 100:.0f}%: try "

@@ -4,7 +4,7 @@ fallback that removes that op's error."""
 import numpy as np
 import pytest
 
-from converters.quant_debug import ROUNDING_NOISE, QuantDebugger, fallback_latency, layer_of, remedies
+from converters.quant_debug import ROUNDING_NOISE, QuantDebugger, QuantReport, fallback_latency, layer_of, remedies
 from edge_lowrank.errors import DataError, ModelError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
@@ -138,6 +138,8 @@ def test_remedies_and_bad_input(debugger, broken):
     assert line.startswith("int8 top-1 agreement 68.9% is below 97%")
     assert "--calib-samples 1000" in line and "--qat" in line and "fc1" in line
     assert "--calib-samples" not in remedies(0.5, None, calib_samples=2000)
+    healthy = QuantReport(tuple(e for e in report.layers if e.layer != "fc1"), report.samples)
+    assert "no op stands out" in remedies(0.9, healthy) and "--float-fallback" not in remedies(0.9, healthy)
     with pytest.raises(DataError, match="Unknown op output 'nope'"):
         debugger.quantized(["nope"])
     with pytest.raises(DataError, match="Invalid value for `float-fallback`"):
