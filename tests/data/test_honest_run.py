@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,6 +113,34 @@ def test_unlabelled_npz_alone_is_split_and_scored_as_agreement_without_keras_noi
     assert "Agreement w/ float model %" in stdout and "240 images for fine-tuning" in stdout
 
 
+def test_keras_warnings_go_to_the_debug_log_and_ours_stay(files, capsys, monkeypatch, tmp_path):
+    """The CLI's warning hook: Keras' "structure of `inputs`" on a legacy Functional .h5 leaves stderr clean."""
+    import warnings
+
+    from edge_lowrank import debuglog
+    from edge_lowrank.cli.main import _project_notes_as_lines
+    from edge_lowrank.modelio import load_keras_model
+
+    monkeypatch.delenv("EDGE_LOWRANK_DEBUG", raising=False)
+    model = load_keras_model(files["legacy"])
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    # pytest records warnings itself: print them as Python would, so the hook's fall-through is visible
+    monkeypatch.setattr(warnings, "showwarning", lambda m, c, f, n, file=None, line=None:
+                        print(f"{f}:{n}: {c.__name__}: {m}", file=sys.stderr))
+    ours = str(Path(debuglog.__file__).parent / "rank" / "budget.py")  # as if the rank budget warned
+    debuglog.set_file(tmp_path / "debug.log")
+    try:
+        with _project_notes_as_lines("run"), warnings.catch_warnings():
+            warnings.simplefilter("always")
+            model(x)  # Keras warns: the .h5 lists its one input as a list
+            warnings.warn_explicit("a note of the project's own", UserWarning, ours, 1)
+    finally:
+        debuglog.close()
+    err = capsys.readouterr().err
+    assert "structure of `inputs`" not in err and "a note of the project's own" in err
+    assert "The structure of `inputs` doesn't match" in (tmp_path / "debug.log").read_text()
+
+
 def test_accuracy_gate_on_agreement_says_so():
     from edge_lowrank.pipeline.gates import evaluate
 
@@ -178,3 +207,30 @@ def test_run_gives_a_pixel_model_the_same_top1_with_the_flag(files):
     rescaled = reports["rescaled"]["data"]
     assert rescaled["input_transform"]["source"] == "model"
     assert any("data go in raw, as 0..255 pixels" in n for n in rescaled["notes"])
+
+
+def test_which_data_are_split(files, tmp_path):
+    """Fashion-MNIST keeps its official split; --train-data means no split; an .npz alone is split per class."""
+    from edge_lowrank.pipeline.config import RunConfig
+    from edge_lowrank.pipeline.stages import load_inputs
+
+    def inputs(**kw):
+        return load_inputs(RunConfig(model=str(files["model"]), out=str(tmp_path), finetune_samples=500,
+                                     calib_samples=50, **kw).validate())
+
+    fm = inputs(data="fashion-mnist", eval_samples=300)
+    assert fm.data_info["split"] is None and fm.data_info["specs"]["train"] == ("fashion-mnist:train", None)
+    assert (len(fm.test), len(fm.train), fm.data_info["specs"]["calib"][0]) == (300, 500, "fashion-mnist:calib")
+    given = inputs(data=str(files["labelled"]), train_data=str(files["unlabelled"]))
+    assert given.data_info["split"] is None and len(given.test) == N and given.train.y is None
+    alone = inputs(data=str(files["labelled"]), test_fraction=0.5, seed=7)
+    split = alone.data_info["split"]
+    assert split["rule"] == "per class (stratified)" and split["seed"] == 7
+    assert abs(len(alone.test) - N / 2) <= 10 and len(alone.test) + len(alone.train) == N
+    # every class is in both parts, about half of it in each
+    for c in range(10):
+        n_test, n_train = int(np.sum(alone.test.y == c)), int(np.sum(alone.train.y == c))
+        assert n_test >= 1 and n_train >= 1 and abs(n_test - n_train) <= 1
+    test_rows = {alone.test.x[i].tobytes() for i in range(len(alone.test))}
+    assert not any(alone.train.x[i].tobytes() in test_rows for i in range(len(alone.train)))
+    assert alone.fingerprints["test"] != alone.fingerprints["train"]
