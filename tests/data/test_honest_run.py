@@ -172,8 +172,10 @@ def test_a_pixel_model_converted_with_the_flag_benches_like_the_unit_model(files
     a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
     rc, _, err = in_process("convert", files["model"], "-o", a, "--eval-data", "none")
     assert rc == 0, err
-    rc, text, err = in_process("convert", files["pixels"], "-o", b, "--eval-data", "none", "--input-range", "0,255")
+    rc, text, err = in_process("convert", files["pixels"], "-o", b, "--eval-data", files["labelled"],
+                               "--input-range", "0,255")
     assert rc == 0 and "x * 255 + 0" in text, text + err
+    assert "top-1 agreement 100.00%" in text  # fidelity fed the pixel model pixels too
     rc, text, err = in_process("inspect", b, "--json")
     norm = json.loads(text)["metadata"]["input_normalization"]
     assert (norm["mean"], norm["std"]) == ([0.0], [1.0])  # the app feeds raw pixels: (pixel - 0) / 1
