@@ -109,7 +109,7 @@ class InputTransform:
 
 
 def _round(v: float) -> float:
-    return float(f"{v:.6g}")
+    return float(f"{v:.6g}") + 0.0  # + 0.0: no -0.0 in the metadata
 
 
 def _number(text, flag: str) -> float:

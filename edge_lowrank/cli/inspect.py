@@ -50,6 +50,10 @@ def run(args) -> int:
             print(f"  {w.name}: {w.dtype} {w.shape} {w.nbytes:,} B, {w.quantization}")
     if metadata:
         print("metadata: " + ", ".join(f"{k}={v}" for k, v in sorted(metadata.items())))
+        norm = metadata.get("input_normalization")
+        if isinstance(norm, dict) and norm.get("mean") and norm.get("std"):  # what an app feeding pixels does
+            print(f"input: model_input = (pixel - {norm['mean'][0]:g}) / {norm['std'][0]:g}, pixels in 0..255 "
+                  f"(TFLite metadata convention: mean {norm['mean']}, std {norm['std']})")
     else:
         print("metadata: none (not written by edge-lowrank)")
     return 0

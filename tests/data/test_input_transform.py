@@ -119,6 +119,9 @@ def test_metadata_records_the_normalization_and_inspect_shows_it(tmp_path, capsy
     assert main(["inspect", str(path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["metadata"]["input_normalization"]
     assert shown["mean"] == [127.5] and shown["std"] == [127.5]
+    assert main(["inspect", str(path)]) == 0
+    assert "input: model_input = (pixel - 127.5) / 127.5, pixels in 0..255" in capsys.readouterr().out
+    assert InputTransform().normalization()["mean"] == [0.0] and str(InputTransform().normalization()["mean"][0]) == "0.0"
     from device_bench.transform import recorded
 
     assert recorded(path) == InputTransform(scale=2.0, offset=-1.0, source="metadata")
