@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     ratio = 1.0 / args.budget
     out = {"budget": args.budget, "train_samples": len(train), "test_samples": len(test), "epochs": args.epochs,
            "variants": {}}
-    for v in args.variants.split(","):
+    for v in filter(None, args.variants.split(",")):
         t0 = time.monotonic()
         if v.startswith("auto"):
             pol = CompressionPolicy("auto", target_mac_ratio=ratio, calib_data=calib,

@@ -96,4 +96,6 @@ class RewriteReport:
                 lines.append(f"{a['budget_rule']}; predicted cost {a['predicted_cost']:,.1f} of "
                              f"{a['original_cost']:,.1f} {unit} ({a['predicted_cost'] / a['original_cost']:.3f}x)"
                              f"{'' if a['budget_met'] else ', budget NOT met'}")
+            if a.get("objective"):
+                lines.append(f"auto objective: {a['objective']}")
         return "\n".join(lines)

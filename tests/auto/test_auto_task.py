@@ -134,3 +134,22 @@ def test_without_data_or_when_asked_the_objective_is_kernel_error():
     assert [d.ranks for d in rep.layers] == [d.ranks for d in rep_k.layers]
     with pytest.raises(RankError, match="auto_objective"):
         CompressionPolicy("auto", auto_objective="accuracy")
+
+
+def test_compress_cli_prices_on_calibration_data(tmp_path, capsys):
+    import json
+
+    from edge_lowrank.cli.main import main
+
+    path = tmp_path / "m.keras"
+    _model().save(path)
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=np.random.default_rng(2).uniform(0, 1, (24, 12, 12, 3)).astype(np.float32))
+    for objective in ("task", "kernel"):
+        rep = tmp_path / f"{objective}.json"
+        code = main(["compress", str(path), "--scheme", "auto", "--target-mac-ratio", "0.5", "--cost-target", "macs",
+                     "--calib-data", str(data), "--auto-objective", objective, "-o", str(tmp_path / "small.keras"),
+                     "--json", str(rep)])
+        out = capsys.readouterr().out
+        assert code == 0 and f"auto objective: {objective if objective == 'task' else 'kernel error'}" in out
+        assert json.loads(rep.read_text())["auto"]["objective"].startswith(objective[:4])
