@@ -13,8 +13,10 @@ case at test time.
 - `batch-input-shape`: a Keras 2.2 Sequential has no InputLayer, its first layer carries `batch_input_shape`
   (Keras 3 adds a second batch axis: "input of shape (None, None, 8, 8, 3)"); tf.keras 2 also leaves it on
   the first layer after the InputLayer ("Unrecognized keyword arguments passed to Conv2D").
-- `depthwise-groups`, `separable-conv-keys`, `rnn-time-major`: keys tf.keras 2 wrote that Keras 3 rejects
-  (`groups: 1`; a SeparableConv's unused `kernel_*`; `time_major: false`).
+- `groups-one`, `separable-conv-keys`, `rnn-time-major`, `spatial-dropout-keys`, `augmentation-rng`: keys
+  tf.keras 2 wrote that Keras 3 rejects (`groups: 1` on DepthwiseConv/ConvTranspose; a SeparableConv's
+  unused `kernel_*`; `time_major: false`; SpatialDropout's `trainable`/`noise_shape`; RandomFlip & co.'s
+  `rng_type`, which only matters in training).
 - `batchnorm-axis`: tf.keras 2 wrote BatchNormalization's `axis` as a list (`[3]`): "int() argument must
   be ... not 'list'" in nested models and `.keras` files.
 - `policy-dtype`: a tf.keras mixed-precision `{"class_name": "Policy"}` dtype ("'str' object has no
@@ -47,6 +49,8 @@ from edge_lowrank.errors import ModelError, RepairWarning
 
 _REPAIRED: weakref.WeakSet = weakref.WeakSet()  # models `load_repaired` built: their file is not Keras 3's own
 
+_RANDOM_CLASSES = {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomCrop",
+                   "RandomHeight", "RandomWidth", "RandomBrightness"}
 _RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM",
                 "CuDNNGRU"}
 
@@ -232,12 +236,18 @@ def _fix_nested_node_index(config: dict) -> int:
 REPAIRS = (
     Repair("initializer-dtype", "initializer configs with a `dtype` (tf.keras 1.x)", _fix_initializer_dtype),
     Repair("batch-input-shape", "`batch_input_shape` outside an InputLayer (Keras 2)", _fix_batch_input_shape),
-    Repair("depthwise-groups", "DepthwiseConv configs with `groups: 1` (tf.keras 2)",
-           lambda c: _drop_keys(c, {"DepthwiseConv2D", "DepthwiseConv1D"}, {"groups": 1})),
+    Repair("groups-one", "DepthwiseConv/ConvTranspose configs with `groups: 1` (tf.keras 2)",
+           lambda c: _drop_keys(c, {"DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose",
+                                    "Conv3DTranspose"}, {"groups": 1})),
     Repair("separable-conv-keys", "SeparableConv configs with unused `kernel_*`/`groups` keys (tf.keras 2)",
            _fix_separable_extras),
     Repair("rnn-time-major", "RNN configs with `time_major: false` (tf.keras 2)",
            lambda c: _drop_keys(c, _RNN_CLASSES, {"time_major": False})),
+    Repair("spatial-dropout-keys", "SpatialDropout configs with `trainable`/`noise_shape` (tf.keras 2)",
+           lambda c: _drop_keys(c, {"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"},
+                                {"trainable": None, "noise_shape": None})),
+    Repair("augmentation-rng", "random augmentation layers' `rng_type`/`force_generator` (tf.keras 2)",
+           lambda c: _drop_keys(c, _RANDOM_CLASSES, {"rng_type": None, "force_generator": None})),
     Repair("batchnorm-axis", "BatchNormalization configs with a list `axis` (tf.keras 2)", _fix_batchnorm_axis),
     Repair("policy-dtype", "tf.keras mixed-precision `Policy` dtypes", _fix_policy_dtype),
     Repair("model-module", "tf_keras module paths of Functional models", _fix_model_modules),

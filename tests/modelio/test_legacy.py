@@ -146,7 +146,7 @@ def test_tfkeras1_h5_with_initializer_dtype_and_no_input_layer(cnn, tmp_path):
 
 
 @pytest.mark.parametrize("repair, rewrite, plain_error", [
-    ("depthwise-groups", lambda c: _layer(c, "DepthwiseConv2D")["config"].update(groups=1),
+    ("groups-one", lambda c: _layer(c, "DepthwiseConv2D")["config"].update(groups=1),
      "Unrecognized keyword arguments passed to DepthwiseConv2D: {'groups': 1}"),
     ("policy-dtype",
      lambda c: _layer(c, "Conv2D")["config"].update(dtype={"class_name": "Policy", "config": {"name": "float32"}}),
@@ -247,8 +247,8 @@ def _tfkeras2_quirks(config, modules):
                         ref[1] += ref[0] in nested
 
 
-def _tfkeras2_keras_file(model, path):
-    """`model` as tf_keras 2 saved it to .keras: Keras 2 config with module keys, a Keras 3 weights file."""
+def _rewritten_keras_file(model, path, rewrite):
+    """`model` as tf_keras 2 saved it to .keras: Keras 2 config with module keys, `rewrite(config)` applied."""
     saved = path.with_name("keras3-" + path.name)
     model.save(saved)
     with zipfile.ZipFile(saved) as src, zipfile.ZipFile(path, "w") as dst:
@@ -256,10 +256,14 @@ def _tfkeras2_keras_file(model, path):
             data = src.read(item.filename)
             if item.filename == "config.json":
                 config = _legacy_style(json.loads(data), keep_modules=True)
-                _tfkeras2_quirks(config, modules=True)
+                rewrite(config)
                 data = json.dumps(config)
             dst.writestr(item, data)
     return path
+
+
+def _tfkeras2_keras_file(model, path):
+    return _rewritten_keras_file(model, path, lambda c: _tfkeras2_quirks(c, modules=True))
 
 
 def _tfkeras2_model():
@@ -287,7 +291,7 @@ def transfer():
     return model
 
 
-TFKERAS2 = {"depthwise-groups": 1, "separable-conv-keys": 1, "batchnorm-axis": 1, "nested-io-lists": 1,
+TFKERAS2 = {"groups-one": 1, "separable-conv-keys": 1, "batchnorm-axis": 1, "nested-io-lists": 1,
             "nested-node-index": 1}
 
 
@@ -308,19 +312,37 @@ def test_tfkeras2_h5_with_a_nested_model(transfer, tmp_path):
     _assert_same_outputs(transfer, loaded)
 
 
+def test_tfkeras2_keras_file_with_augmentation_transpose_and_spatial_dropout(tmp_path):
+    """Keys tf.keras 2 wrote on layers that only matter in training, or that Keras 3 dropped."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(keras.layers.RandomFlip("horizontal")(inp))
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.SpatialDropout2D(0.2)(x)))
+    model = keras.Model(inp, out)
+
+    def quirks(config):
+        _layer(config, "RandomFlip")["config"]["rng_type"] = "stateful"
+        _layer(config, "Conv2DTranspose")["config"]["groups"] = 1
+        _layer(config, "SpatialDropout2D")["config"].update(trainable=True, noise_shape=None)
+        _tfkeras2_quirks(config, modules=True)
+
+    path = _rewritten_keras_file(model, tmp_path / "augment.keras", quirks)
+    assert "Could not locate class 'Functional'" in _plain_keras_error(path)
+    loaded, lines = _load_with_repairs(path)
+    _assert_repairs(lines, path, {"augmentation-rng": 1, "groups-one": 1, "spatial-dropout-keys": 1,
+                                  "model-module": 1})
+    _assert_same_outputs(model, loaded)
+
+
 def test_tfkeras2_keras_sequential_with_input_shape_on_its_first_layer(cnn, tmp_path):
     """tf.keras 2 kept `batch_input_shape` on the first layer after the InputLayer; Keras 3 rejects the key."""
-    path = tmp_path / "seq.keras"
-    cnn.save(tmp_path / "keras3.keras")
-    with zipfile.ZipFile(tmp_path / "keras3.keras") as src, zipfile.ZipFile(path, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == "config.json":
-                config = _legacy_style(json.loads(data), keep_modules=True)
-                layers = config["config"]["layers"]
-                layers[1]["config"]["batch_input_shape"] = layers[0]["config"]["batch_input_shape"]
-                data = json.dumps(config)
-            dst.writestr(item, data)
+    def first_layer_shape(config):
+        layers = config["config"]["layers"]
+        layers[1]["config"]["batch_input_shape"] = layers[0]["config"]["batch_input_shape"]
+
+    path = _rewritten_keras_file(cnn, tmp_path / "seq.keras", first_layer_shape)
     assert "Unrecognized keyword arguments passed to Conv2D: {'batch_input_shape'" in _plain_keras_error(path)
     loaded, lines = _load_with_repairs(path)
     _assert_repairs(lines, path, {"batch-input-shape": 1})
