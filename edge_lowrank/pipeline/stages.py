@@ -444,8 +444,8 @@ class Pipeline:
                                                        **normalization_metadata(self.inp.transform)}}
         if precision == "int8":
             kwargs["representative_data"] = self.inp.calib.x
-        source = self.inp.model if scheme == "baseline" else self.out / keras_rel  # the child loads a saved file
-        tfl = converters.to_tflite_isolated(source, subject=keras_rel, **kwargs)
+        # the converter's child loads the saved file (models/baseline.keras is a Keras 3 save of the input)
+        tfl = converters.to_tflite_isolated(self.out / keras_rel, subject=keras_rel, **kwargs)
         tfl_rel = f"tflite/{vid}.tflite"
         files = []
         path = self.out / "tflite" / f"{vid}.tflite"
