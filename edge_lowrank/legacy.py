@@ -372,9 +372,9 @@ _HINTS = (
      "save it again with stock layers only, or load it where the class is defined and keep only stock layers"),
     (r"No model config found", "the file holds no model config (weights only, or not a Keras model)",
      "build the model in code and load the weights with model.load_weights"),
-    (r"truncated file|file signature not found|Unable to (synchronously )?open|bad (object )?header",
+    (r"truncated file|file signature not found|Unable to (synchronously )?open file",
      "the file is damaged or not an HDF5 file (a truncated copy?)", "copy or download it again"),
-    (r"BadZipFile|not a zip file|Bad magic number|CRC", "the .keras archive is damaged",
+    (r"BadZipFile|not a zip file|Bad magic number|Bad CRC-32", "the .keras archive is damaged",
      "copy or download it again"),
 )
 
