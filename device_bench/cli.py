@@ -98,6 +98,9 @@ def run(args) -> int:
         results = bench_models(paths, params, target=args.target, data=data, inputs=args.inputs,
                                interleave=not args.no_interleave, remote_python=args.remote_python,
                                ssh_identity=args.identity)
+        if data is not None:  # the JSON says how the images were fed
+            for r in results:
+                r.extra["input_transform"] = transform.describe()
     comparison = None
     timed = [r for r in results if r.inference_us is not None]
     if len(results) > 1 and timed:

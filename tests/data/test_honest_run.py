@@ -185,7 +185,9 @@ def test_a_pixel_model_converted_with_the_flag_benches_like_the_unit_model(files
         rc, text, err = in_process("bench", path, "--data", files["labelled"], "--num-runs", "3", "--min-secs", "0",
                             "--warmup-runs", "1", "--warmup-min-secs", "0", "--json", "-", *flags)
         assert rc == 0, err
-        acc[name] = json.loads(text)["results"][0]["accuracy"]
+        result = json.loads(text)["results"][0]
+        acc[name] = result["accuracy"]
+        assert ("x * 255 + 0" in result["extra"]["input_transform"]) == (name != "a")
     assert acc["a"] == acc["b-flag"] == acc["b-metadata"] > 0.8, acc
 
 
