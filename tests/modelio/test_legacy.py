@@ -124,7 +124,7 @@ def cnn():
     model = keras.Sequential([
         keras.Input((12, 12, 3)), keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.BatchNormalization(),
         keras.layers.DepthwiseConv2D(3), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
-        keras.layers.Dense(10, activation="softmax")], name="cnn")
+        keras.layers.Dense(10)], name="cnn")  # logits: a softmax could hide a weight left behind
     for w in model.weights:  # BatchNorm statistics off their defaults, so a weight left behind shows
         w.assign(np.random.default_rng(len(w.path)).normal(0.5, 0.2, w.shape).astype("float32") ** 2)
     return model
