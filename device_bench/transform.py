@@ -180,6 +180,8 @@ def leading_preprocessing(model) -> list:
         if kind in ("Rescaling", "Normalization"):
             found.append(layer)
             continue
+        if not found and hasattr(layer, "layers"):  # a nested model first (e.g. an application in a Sequential)
+            return leading_preprocessing(layer)
         break
     return found
 

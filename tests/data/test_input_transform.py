@@ -83,6 +83,8 @@ def test_a_leading_rescaling_or_normalization_is_honoured():
     assert t is stated and "stated transform" in note  # the user's statement wins, with a note
     assert resolve(None, model()) == (InputTransform(), None)
     assert [type(x).__name__ for x in leading_preprocessing(pixels)] == ["Rescaling"]
+    nested = keras.Sequential([keras.Input((4, 4, 1)), pixels, L.Dense(3)])  # preprocessing inside a nested model
+    assert resolve(None, nested)[0].scale == 255.0
 
 
 def test_split_is_per_class_seeded_disjoint_and_complete():
