@@ -402,14 +402,18 @@ def _budget_notes(policy, decisions, before, after) -> list[str]:
     kept = {}
     for d in decisions:
         if d.action == "kept":
-            kept[d.class_name] = kept.get(d.class_name, 0) + getattr(d, key)
+            why = d.reason or "kept"
+            why = "too small to shrink" if "would not shrink" in why else why.split(":")[0]
+            kept[why] = kept.get(why, 0) + getattr(d, key)
     share = sum(kept.values()) / b
     parts = ", ".join(f"{k} {v / b:.0%}" for k, v in sorted(kept.items(), key=lambda kv: -kv[1]) if v / b >= 0.005)
     if got > target:
+        rest = ("it rewrites no layer" if not any(d.action == "factorized" for d in decisions)
+                else "the layers it rewrites are at their smallest ranks")
         why = (f"{share:.0%} of them are in layers it keeps ({parts}; the table says why for each)" if parts
                else "no layer it takes can be cut further")
         return [f"the {metric} budget {target} cannot be met with {policy.scheme}: it reached {got:.3f}x; "
-                f"{why}, and the layers it rewrites are at their smallest ranks."]
+                f"{why}, and {rest}."]
     return [f"the {metric} budget {target} is met at {got:.3f}x, well under it: ranks move in steps of "
             f"{policy.rank_multiple} (rank_multiple) and the next step of any layer would pass the budget"
             + (f"; --rank-multiple 1 lands closer" if policy.rank_multiple > 1 else "") + "."]
@@ -528,7 +532,7 @@ def _decisions(plans, scheme):
         pb = int(sum(np.prod(w.shape) for w in layer.weights))
         from edge_lowrank.profile import layer_macs
 
-        mb = layer_macs(layer)
+        mb = layer_macs(layer, p.site.nodes)  # every call of a shared layer, as the factorized cost counts
         if p.reason is not None or p.factors is None:
             rows.append(LayerDecision(p.site.name, type(layer).__name__, scheme, "kept", p.reason or "not chosen",
                                       None, pb, pb, mb, mb, None))
