@@ -22,7 +22,7 @@ def print_table(report: dict, stream=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edge_lowrank.pipeline.report import data_sentence, table_rows
+    from edge_lowrank.pipeline.report import data_sentence, selection_sentence, table_rows
 
     console = Console(file=stream or sys.stdout, width=250, highlight=False)
     head, rows = table_rows(report)
@@ -35,6 +35,7 @@ def print_table(report: dict, stream=None) -> None:
     console.print(data_sentence(report), soft_wrap=True)
     for note in report["data"].get("notes") or []:
         console.print(f"data: {note}", soft_wrap=True)
+    console.print(selection_sentence(report), soft_wrap=True)
 
 
 def run(args) -> int:

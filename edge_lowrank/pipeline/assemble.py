@@ -83,7 +83,11 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
 
     cfg, inp, out = pipe.cfg, pipe.inp, pipe.out
     variants = build_variants(pipe, base, scheme_rows, exports, bench, arm)
-    outcome = gates_mod.evaluate(variants, cfg.gates(), accuracy=inp.data_info["mode"])
+    selection = gates_mod.resolve_selection(cfg.select_target(), pipe.arm_state, variants)
+    ref = next((v for v in variants if v["id"] == f"baseline-{cfg.speedup_vs}"), None)
+    for v in variants:  # the speed gate compares on the figure that picks best.tflite
+        v["speedup_gate"] = gates_mod.speedup_on(selection, v, ref)
+    outcome = gates_mod.evaluate(variants, cfg.gates(), accuracy=inp.data_info["mode"], selection=selection)
     files = {"report_json": "report.json", "report_md": "report.md", "report_html": "report.html"}
     best = None
     if outcome.passed:
@@ -97,7 +101,8 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
         atomic_write_text(out / "best.cc", src)
         atomic_write_text(out / "best.h", hdr)
         best = {"id": v["id"], "tflite": "best.tflite", "c_source": "best.cc", "c_header": "best.h",
-                "size_bytes": v["size_bytes"], "top1": v["top1"], "speedup_vs_float32": v["speedup_vs_float32"]}
+                "size_bytes": v["size_bytes"], "top1": v["top1"], "speedup_vs_float32": v["speedup_vs_float32"],
+                "select_on": selection.on, "figure": selection.figure, "value": selection.value(v)}
         files.update(best_tflite="best.tflite", best_c_source="best.cc", best_c_header="best.h")
     else:
         for name in BEST_FILES:  # never leave the best of an earlier run for a CI job to pick up
@@ -115,6 +120,8 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
                     for r in scheme_rows],
         "variants": variants,
         "arm": dict(pipe.arm_state),
+        "selection": {**selection.to_dict(), "speedup_vs": cfg.speedup_vs,
+                      "not_measured": list(outcome.not_measured)},
         "gates": outcome.to_dict(),
         "best": best,
         "files": files,

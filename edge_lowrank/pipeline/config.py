@@ -17,7 +17,8 @@ from pathlib import Path
 from edge_lowrank.errors import EdgeLowrankError
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
-ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial", "auto")
+ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "output-channels", "cp", "tucker2-spatial",
+               "auto")
 
 
 class ConfigError(EdgeLowrankError, ValueError):
@@ -84,6 +85,10 @@ class RunConfig:
     max_size_kb: float | None = _opt(None, "gate: .tflite file at most this many KB (1 KB = 1024 bytes)",
                                      type=float)
     max_arena_kb: float | None = _opt(None, "gate: TFLM tensor arena at most this many KB", type=float)
+    select_on: str = _opt("auto", "the figure that picks best.tflite and that --min-speedup compares: host "
+                          "(median latency here), qemu:PROFILE (ARM instructions per inference under QEMU, e.g. "
+                          "qemu:cortex-a76; measured for it), or auto (the ARM profile when one was measured, "
+                          "else host)", type=str)
     seed: int = _opt(0, "seed of every random choice (fine-tuning order, initialisation)", type=int)
     progress: bool = _opt(True, "show the progress display", type=bool)
 
@@ -99,6 +104,22 @@ class RunConfig:
         from device_bench.transform import from_settings
 
         return from_settings(self.input_range, self.input_scale, self.input_offset)
+
+    def select_target(self) -> str:
+        """`select_on` spelled in full: auto, host or qemu:<profile name> (qemu:a76 means qemu:cortex-a76)."""
+        v = self.select_on.strip()
+        if v.startswith("qemu:"):
+            from device_bench.qemu.cpuinfo import PROFILES
+
+            name = v.split(":", 1)[1].strip()
+            name = name if name in PROFILES or f"cortex-{name}" not in PROFILES else f"cortex-{name}"
+            return f"qemu:{name}"
+        return v
+
+    def select_profile(self) -> str | None:
+        """The ARM profile `select_on` names, or None (auto or host)."""
+        t = self.select_target()
+        return t.split(":", 1)[1] if t.startswith("qemu:") else None
 
     def gates(self) -> dict:
         return {k: getattr(self, k) for k in ("max_accuracy_drop", "min_speedup", "max_size_kb", "max_arena_kb")
@@ -152,6 +173,22 @@ class RunConfig:
         if bad or not self.arm_precision_list():
             raise ConfigError(f"Invalid value for `arm_precisions`. Expected int8, float32 or both, comma-separated. "
                               f"Received: {self.arm_precisions!r}.")
+        target = self.select_target()
+        if target.startswith("ssh://"):  # `bench --target ssh://` measures a board; `run` does not (yet)
+            raise ConfigError(f"Invalid value for `select_on`: run measures the host and QEMU profiles only, not "
+                              f"{target}. Expected auto, host or qemu:<profile>; time a board with "
+                              f"`edge-lowrank bench FILE.tflite --target {target}`.")
+        if target.startswith("qemu:"):
+            from device_bench.qemu.cpuinfo import PROFILES
+
+            if self.select_profile() not in PROFILES:
+                raise ConfigError(f"Invalid value for `select_on`. Expected qemu:<profile> with a profile from "
+                                  f"{', '.join(PROFILES)}. Received: {self.select_on!r}.")
+            if self.arm.strip() == "none":
+                raise ConfigError(f"--select-on {target} needs the ARM counts that --arm none turns off.")
+        elif target not in ("auto", "host"):
+            raise ConfigError(f"Invalid value for `select_on`. Expected auto, host or qemu:<profile> (e.g. "
+                              f"qemu:cortex-a76). Received: {self.select_on!r}.")
         if self.speedup_vs not in ("float32", "int8"):
             raise ConfigError(f"Invalid value for `speedup_vs`. Expected float32 or int8. "
                               f"Received: speedup_vs={self.speedup_vs!r}.")

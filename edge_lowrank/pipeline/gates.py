@@ -1,8 +1,11 @@
 """Budget gates for build pipelines: pick the best variant that meets them, or say which gate failed by how much.
 
-Why: a CI job wants one exit code and one line. "Best" is the fastest variant on the host (lowest median
-latency) among those that pass every gate; ties go to the higher top-1, then the smaller file. When none
-passes, the message names the variant closest to passing (fewest failed gates, then smallest relative
+Why: a CI job wants one exit code and one line. "Best" is the fastest variant on the deployment target among
+those that pass every gate; ties go to the higher top-1, then the smaller file. The target is `--select-on`:
+the host (median latency) or an ARM profile under QEMU (instructions per inference), because on an x86 host
+without VNNI float32 can beat int8 while an ARM dot-product core runs the int8 file with 3x fewer
+instructions. The speed gate compares on the same figure. On an ARM profile only the variants counted there
+are candidates (float32 is counted with `--arm-precisions int8,float32`). When none passes, the message names the variant closest to passing (fewest failed gates, then smallest relative
 shortfall) and each gate it misses, with the value reached and the shortfall. On unlabelled data ("agreement"
 mode) the accuracy gate applies to top-1 agreement with the original float model, and its lines say so.
 """
@@ -21,11 +24,56 @@ GATES = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Selection:
+    """What picks the best variant: `on` (host or qemu:<profile>), the figure in words, and why this one."""
+
+    on: str = "host"
+    reason: str = "--select-on host"
+
+    @property
+    def profile(self) -> str | None:
+        return self.on.split(":", 1)[1] if self.on.startswith("qemu:") else None
+
+    @property
+    def figure(self) -> str:
+        return (f"{self.profile} instructions per inference (QEMU)" if self.profile
+                else "host median latency (LiteRT + XNNPACK, 1 thread)")
+
+    def value(self, variant: dict):
+        """The variant's figure on this target, lower is faster; None where it was not measured."""
+        if self.profile is None:
+            return variant.get("host_median_us")
+        return ((variant.get("arm") or {}).get(self.profile) or {}).get("instructions")
+
+    def to_dict(self) -> dict:
+        return {"on": self.on, "figure": self.figure, "reason": self.reason}
+
+
+def resolve_selection(setting: str, arm_state: dict, variants: list[dict]) -> Selection:
+    """`--select-on` (auto, host, qemu:<profile>) against what was measured.
+
+    auto: the ARM profile (cortex-a76 when several) when at least one variant was counted on it, else host.
+    """
+    if setting == "host":
+        return Selection("host", "--select-on host")
+    if setting.startswith("qemu:"):
+        return Selection(setting, f"--select-on {setting}")
+    profiles = list(arm_state.get("profiles") or []) if arm_state.get("available") else []
+    profiles.sort(key=lambda p: p != "cortex-a76")
+    for p in profiles:
+        if any(((v.get("arm") or {}).get(p) or {}).get("instructions") for v in variants):
+            return Selection(f"qemu:{p}", f"default (--select-on auto): {p} was measured")
+    why = arm_state.get("reason") or "no ARM count succeeded"
+    return Selection("host", f"default (--select-on auto): no ARM profile measured ({why})")
+
+
+@dataclasses.dataclass(frozen=True)
 class GateMiss:
     gate: str
     limit: float
     value: float | None  # None: the figure could not be measured for this variant
     accuracy: str = "top1"  # top1 | agreement: what the accuracy gate's points are of
+    on: str = "host"  # the speed gate's figure: host latency or qemu:<profile> instructions
 
     @property
     def shortfall(self) -> float | None:
@@ -37,6 +85,8 @@ class GateMiss:
               if self.gate == "max_accuracy_drop" and self.accuracy == "agreement" else "")
         if self.value is None:
             return f"{flag} {self.limit:g} (not measured for it)"
+        if self.gate == "min_speedup" and self.on != "host":
+            of = f" in {self.on.split(':', 1)[1]} instructions"
         reach = "reaches" if GATES[self.gate][3] else "has"
         return f"{flag} {self.limit:g} by {self.shortfall:.3g} {unit} ({reach} {self.value:.3g} {unit}{of})"
 
@@ -48,6 +98,8 @@ class GateOutcome:
     passing: tuple[str, ...]
     misses: dict  # variant id -> list of GateMiss
     message: str
+    selection: Selection = Selection()
+    not_measured: tuple[str, ...] = ()  # variants without a figure on the selection target: not candidates
 
     @property
     def passed(self) -> bool:
@@ -62,6 +114,8 @@ class GateOutcome:
             "failures": {vid: [dict(gate=m.gate, limit=m.limit, value=m.value, shortfall=m.shortfall)
                                for m in ms] for vid, ms in self.misses.items() if ms},
             "message": self.message,
+            "select_on": self.selection.to_dict(),
+            "not_measured": list(self.not_measured),
         }
 
 
@@ -75,42 +129,64 @@ def gate_values(variant: dict) -> dict:
     }
 
 
-def check(variant: dict, gates: dict, accuracy: str = "top1") -> list[GateMiss]:
+def check(variant: dict, gates: dict, accuracy: str = "top1", on: str = "host") -> list[GateMiss]:
     values = gate_values(variant)
     misses = []
     for gate, limit in gates.items():
         _, _, field, larger_better = GATES[gate]
         v = values[field]
         if v is None or (v < limit if larger_better else v > limit):
-            misses.append(GateMiss(gate, float(limit), None if v is None else float(v), accuracy))
+            misses.append(GateMiss(gate, float(limit), None if v is None else float(v), accuracy, on))
     return misses
 
 
-def evaluate(variants: list[dict], gates: dict, accuracy: str = "top1") -> GateOutcome:
+def speedup_on(selection: Selection, variant: dict, baseline: dict | None):
+    """The speed gate's figure: the baseline's latency (or instruction count) over the variant's."""
+    num, den = (None, None) if baseline is None else (selection.value(baseline), selection.value(variant))
+    return None if num is None or not den else round(num / den, 4)
+
+
+def evaluate(variants: list[dict], gates: dict, accuracy: str = "top1",
+             selection: Selection | None = None) -> GateOutcome:
     """Apply `gates` ({name: limit}) to the report's variants (dicts with `id`, `top1`, latency...).
 
     `accuracy` is the report's data mode: ``top1`` (labelled test data) or ``agreement`` (unlabelled: `top1`
-    holds top-1 agreement with the original float model).
+    holds top-1 agreement with the original float model). `selection` (default: host latency) is the figure
+    that ranks the passing variants; the variants' `speedup_gate` must be on the same figure.
     """
+    sel = selection or Selection()
     unknown = set(gates) - set(GATES)
     if unknown:
         raise ValueError(f"Unknown gates {sorted(unknown)}; expected {sorted(GATES)}.")
     usable = [v for v in variants if v.get("error") is None]
-    misses = {v["id"]: check(v, gates, accuracy) for v in usable}
+    unmeasured = ()
+    if sel.profile is not None:  # an ARM count is no estimate: a variant not counted there is no candidate
+        unmeasured = tuple(v["id"] for v in usable if sel.value(v) is None)
+        usable = [v for v in usable if sel.value(v) is not None]
+    misses = {v["id"]: check(v, gates, accuracy, sel.on) for v in usable}
     passing = [v for v in usable if not misses[v["id"]]]
+    chosen = f"chosen on {sel.figure}"
+    skipped = (f"; {len(unmeasured)} variant(s) not measured on {sel.on} were not candidates"
+               f" ({', '.join(unmeasured[:4])}{', ...' if len(unmeasured) > 4 else ''}"
+               f"{'; --arm-precisions int8,float32 counts float32' if any(u.endswith('-float32') for u in unmeasured) else ''})"
+               if unmeasured else "")
 
     def speed(v):
-        lat = v.get("host_median_us")
-        return (lat if lat is not None else float("inf"), -(v.get("top1") or 0.0), v.get("size_bytes") or 0)
+        fig = sel.value(v)
+        return (fig if fig is not None else float("inf"), -(v.get("top1") or 0.0), v.get("size_bytes") or 0)
+
+    def outcome(best, msg):
+        return GateOutcome(dict(gates), best, tuple(v["id"] for v in passing), misses, msg, sel, unmeasured)
 
     if passing:
         best = min(passing, key=speed)
         n = len(passing)
-        msg = (f"best variant: {best['id']} ({n} of {len(usable)} variants meet the gates)" if gates
-               else f"best variant: {best['id']} (the fastest; no gates set)")
-        return GateOutcome(dict(gates), best["id"], tuple(v["id"] for v in passing), misses, msg)
+        return outcome(best["id"], f"best variant: {best['id']} ({n} of {len(usable)} variants meet the gates; "
+                                   f"{chosen}{skipped})" if gates
+                       else f"best variant: {best['id']} (the fastest; no gates set; {chosen}{skipped})")
     if not usable:
-        return GateOutcome(dict(gates), None, (), misses, "no variant could be measured")
+        return outcome(None, f"no variant could be measured on {sel.on}" if unmeasured
+                       else "no variant could be measured")
 
     def closeness(v):
         ms = misses[v["id"]]
@@ -119,5 +195,5 @@ def evaluate(variants: list[dict], gates: dict, accuracy: str = "top1") -> GateO
 
     near = min(usable, key=closeness)
     parts = "; ".join(m.describe() for m in misses[near["id"]])
-    msg = f"no variant meets the gates; the closest, {near['id']}, misses {parts}"
-    return GateOutcome(dict(gates), None, (), misses, msg)
+    msg = f"no variant meets the gates; the closest, {near['id']}, misses {parts}{skipped}"
+    return outcome(None, msg)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 
-from edge_lowrank.pipeline.report import data_sentence, table_rows
+from edge_lowrank.pipeline.report import data_sentence, selection_sentence, table_rows
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
@@ -32,6 +32,7 @@ def render_html(report: dict) -> str:
     cls = "ok" if g["passed"] else "fail"
     out.append(f"<p class='{cls}'><b>Gates</b>: "
                f"{e(', '.join(f'{k}={v:g}' for k, v in g['gates'].items()) or 'none')}. {e(g['message'])}.</p>")
+    out.append(f"<p><b>Selection</b>: {e(selection_sentence(report))}</p>")
     out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
     for v, r in zip(report["variants"], rows):
         tflite = v["files"].get("tflite")

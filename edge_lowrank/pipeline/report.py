@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-SCHEMA_VERSION = "1.1"  # 1.1: data.mode/metric/split/input_transform/notes, data parts
+SCHEMA_VERSION = "1.2"  # 1.1: data.mode/metric/split/input_transform/notes, data parts; 1.2: selection
 TIMING_KEYS = ("timings", "host", "host_median_us", "speedup_vs_float32", "speedup_vs_int8",
                "speedup_ci95_vs_float32", "speedup_gate", "created", "seconds")
 
@@ -73,6 +73,15 @@ def data_sentence(report: dict) -> str:
     return s
 
 
+def selection_sentence(report: dict) -> str:
+    """Which figure chose best.tflite (and what --min-speedup compared), and why that one."""
+    sel = report["selection"]
+    s = f"best.tflite chosen on {sel['figure']} ({sel['reason']}); --min-speedup compares the same figure"
+    if sel["not_measured"]:
+        s += f"; not measured on {sel['on']}, so not candidates: {', '.join(sel['not_measured'])}"
+    return s + "."
+
+
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (also printed to the terminal)."""
     profiles = report["arm"]["profiles"]
@@ -123,7 +132,8 @@ def render_markdown(report: dict) -> str:
         if s["status"] != "ok":
             lines.append(f"- {s['scheme']}: {s['status']}: {s['message']}")
     g = report["gates"]
-    lines += ["", f"Gates: {', '.join(f'{k}={v:g}' for k, v in g['gates'].items()) or 'none'}. {g['message']}."]
+    lines += ["", f"Gates: {', '.join(f'{k}={v:g}' for k, v in g['gates'].items()) or 'none'}. {g['message']}.",
+              "", selection_sentence(report)]
     if report.get("best"):
         lines.append(f"Best variant written to `{report['best']['tflite']}`.")
     return "\n".join(lines) + "\n"

@@ -285,6 +285,7 @@ class Pipeline:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's business
         cfg = self.cfg
         inp = load_inputs(cfg)
+        self.arm_profiles()  # a bad --arm or --select-on qemu:P without QEMU fails before any stage runs
         self.out = prepare_out_dir(cfg.out)
         from edge_lowrank import debuglog
 
@@ -520,16 +521,19 @@ class Pipeline:
             return False, f"device_bench.qemu is not installed ({_first_line(e)})", []
         ok, reason = qemu.available()
         if not ok:
+            if self.cfg.select_profile():
+                raise EdgeLowrankError(f"--select-on {self.cfg.select_target()} needs ARM emulation: {reason}")
             return False, reason, []
         names = list(qemu.PROFILES)
+        select = self.cfg.select_profile()  # --select-on qemu:P: P is counted, whatever --arm lists
         if setting == "auto":  # one profile keeps the demo's emulation time bounded; A76 has the dot product
-            return True, None, ["cortex-a76"] if "cortex-a76" in names else names[:1]
+            return True, None, [select] if select else ["cortex-a76"] if "cortex-a76" in names else names[:1]
         wanted = [p.strip() for p in setting.split(",") if p.strip()]
         bad = [p for p in wanted if p not in names]
         if bad:
             raise EdgeLowrankError(f"Invalid value for `arm`. Expected auto, none or profiles from "
                                    f"{', '.join(names)}. Received: {','.join(bad)}.")
-        return True, None, wanted
+        return True, None, wanted + ([select] if select and select not in wanted else [])
 
     def _arm_stages(self, exports: dict) -> dict:
         ok, reason, profiles = self.arm_profiles()
@@ -541,12 +545,18 @@ class Pipeline:
         params.num_runs, params.min_secs, params.warmup_min_secs = 1, 0.0, 0.0  # instruction counts are exact
         targets = {v: e for v, e in exports.items()
                    if e["precision"] in self.cfg.arm_precision_list() and e.get("tflite")}
-        self.progress.plan({f"arm:{p}:{v}": 2.0 for p in profiles for v in targets})
-        for p in profiles:
-            for v, e in targets.items():
-                inputs = {"model": file_sha256(self.out / e["tflite"]), "profile": p,
-                          "params": dataclasses.asdict(params)}
-                out[(p, v)] = self._stage(f"arm:{p}:{v}", inputs, lambda p=p, e=e: self._arm(p, e, params))
+        select = self.cfg.select_profile() or ("cortex-a76" if "cortex-a76" in profiles else profiles[0])
+        ref = f"baseline-{self.cfg.speedup_vs}"  # --min-speedup on ARM counts needs its baseline counted
+        extra = ref if (self.cfg.min_speedup is not None and self.cfg.select_target() != "host"
+                        and ref not in targets and (exports.get(ref) or {}).get("tflite")) else None
+        jobs = [(p, v, e) for p in profiles for v, e in targets.items()]
+        if extra:
+            jobs.append((select, extra, exports[extra]))
+        self.progress.plan({f"arm:{p}:{v}": 2.0 for p, v, _ in jobs})
+        for p, v, e in jobs:
+            inputs = {"model": file_sha256(self.out / e["tflite"]), "profile": p,
+                      "params": dataclasses.asdict(params)}
+            out[(p, v)] = self._stage(f"arm:{p}:{v}", inputs, lambda p=p, e=e: self._arm(p, e, params))
         return out
 
     def _arm(self, profile: str, export: dict, params):
