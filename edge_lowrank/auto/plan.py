@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES, Option, layer_options
-from edge_lowrank.auto.select import Selection, choose, task_frontier
+from edge_lowrank.auto.select import Selection, best_scheme, choose, task_frontier
 from edge_lowrank.rank.select import RankChoice
 
 
@@ -165,8 +165,28 @@ def _choose_with_macs(layers, rows, limit, fixed, macs_of, target_macs, iteratio
             hi, best = mid, sel
         else:
             lo = mid
-    err = sum(layers[k][i][0] for k, i in enumerate(best.picks))
-    return dataclasses.replace(best, error=err)
+    # the price on MACs leaves a gap (a Lagrangian optimum): spend what is left of both budgets on the upgrades
+    # that save the most damage
+    picks = list(best.picks)
+
+    def cost(ps):
+        return fixed + sum(layers[k][i][1] for k, i in enumerate(ps))
+
+    while True:
+        move, gain = None, 0.0
+        for k, opts in enumerate(layers):
+            for i, (d, _) in enumerate(opts):
+                saved = opts[picks[k]][0] - d
+                if saved <= gain:
+                    continue
+                trial = picks[:k] + [i] + picks[k + 1:]
+                if cost(trial) <= limit * (1 + 1e-9) and macs_of(trial) <= target_macs:
+                    move, gain = (k, i), saved
+        if move is None:
+            break
+        picks[move[0]] = move[1]
+    err = sum(layers[k][i][0] for k, i in enumerate(picks))
+    return dataclasses.replace(best, picks=tuple(picks), cost=cost(picks), error=err)
 
 
 def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = False) -> AutoResult:
@@ -234,10 +254,18 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         probe = TaskProbe(model, calib)
         shifts = [[0.0] + [probe.shift(p, o) for o in opts[1:]] for p, opts in rows]
         if objective == "task":
-            # the data pick the scheme and rank within a layer (an option another one beats on both measured
-            # cost and output shift is dropped); kernel error spreads the cut across layers, as fine-tuning
-            # recovers it (output shift alone concentrates it in layers that look insensitive before fine-tuning)
-            keep = [task_frontier([o.cost for o in opts], ds) for (_, opts), ds in zip(rows, shifts)]
+            # the data pick each layer's scheme (the one whose options shift the output least over the costs
+            # all reach; kernel error is no guide across schemes) and drop options another one beats on both
+            # measured cost and shift; kernel error then spreads the cut across layers and ranks, as
+            # fine-tuning recovers it (output shift alone concentrates the cut in layers that look
+            # insensitive before fine-tuning, and measured worse after it)
+            keep = []
+            for (_, opts), ds in zip(rows, shifts):
+                best = best_scheme([o.scheme for o in opts], [o.cost for o in opts], ds)
+                mine = [i for i, o in enumerate(opts) if i == 0 or best is None or o.scheme == best]
+                price = [(opts[i].cost, opts[i].macs) if policy.target_mac_ratio is not None else opts[i].cost
+                         for i in mine]  # under a MAC budget a slower option with fewer MACs may be needed
+                keep.append([mine[j] for j in task_frontier(price, [ds[i] for i in mine])])
             rows = [(p, [opts[i] for i in k]) for (p, opts), k in zip(rows, keep)]
             shifts = [[ds[i] for i in k] for ds, k in zip(shifts, keep)]
     kernel_layers = [[(o.error ** ERROR_POWER, o.cost) for o in opts] for _, opts in rows]
@@ -307,8 +335,9 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
                                 "macs": macs_of(picks, rws), "chosen": name == objective}
         what = (f"output shift (KL of the softmax) of each option alone on {probe.n} calibration images "
                 f"({probe.evaluations} forward passes)")
-        objective = (f"task: kernel error among the options on each layer's measured cost / {what} frontier"
-                     if objective == "task" else f"shift: summed {what}")
+        objective = (f"task: per layer the scheme with the least {what} at equal measured cost, its options "
+                     f"on the cost / shift frontier; kernel error across layers" if objective == "task"
+                     else f"shift: summed {what}")
     elif calib is not None and policy.auto_objective != "kernel":
         objective = "kernel error: no layer to price on data"
     else:

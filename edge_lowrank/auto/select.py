@@ -95,16 +95,48 @@ def choose(layers: list[list[tuple[float, float]]], budget: float, fixed: float 
 def task_frontier(costs, damages) -> list[int]:
     """Indices of the options no other option beats on both cost and damage (index 0, the original, always).
 
+    A cost may be a tuple (e.g. measured cost and MACs under a MAC budget): beating takes every entry.
+
     Example:
         >>> task_frontier([10, 6, 5, 5, 3], [0, 0.2, 0.1, 0.3, 0.4])
         [0, 2, 4]
     """
+    cs = [tuple(c) if isinstance(c, (tuple, list)) else (c,) for c in costs]
     keep = [0]
-    for i, (c, d) in enumerate(zip(costs, damages)):
-        if i == 0:
-            continue
-        beaten = any(j != i and costs[j] <= c and damages[j] <= d and (costs[j] < c or damages[j] < d or j < i)
-                     for j in range(1, len(costs)))
+    for i in range(1, len(cs)):
+        beaten = False
+        for j in range(1, len(cs)):
+            if j == i or damages[j] > damages[i] or any(a > b for a, b in zip(cs[j], cs[i])):
+                continue
+            if cs[j] != cs[i] or damages[j] < damages[i] or j < i:  # strictly better somewhere, or a duplicate
+                beaten = True
+                break
         if not beaten:
             keep.append(i)
     return keep
+
+
+def best_scheme(schemes, costs, damages, floor: float = 1e-6):
+    """The scheme whose options cost the least damage over the costs every scheme reaches, or None.
+
+    `schemes[i]`, `costs[i]`, `damages[i]` describe option i (None for the original, which is ignored).
+    Each scheme's damage at cost c is the least damage among its options costing at most c (its frontier);
+    schemes are compared by the mean log damage over every option cost at or above the dearest scheme's
+    cheapest option (where every frontier is defined). None when fewer than two schemes are present.
+
+    Example:
+        >>> best_scheme([None, "a", "a", "b", "b"], [10, 4, 6, 4, 6], [0, 0.4, 0.1, 0.8, 0.2])
+        'a'
+    """
+    names = sorted({s for s in schemes if s is not None})
+    if len(names) < 2:
+        return None
+    pts = {s: [(c, d) for sc, c, d in zip(schemes, costs, damages) if sc == s] for s in names}
+    start = max(min(c for c, _ in p) for p in pts.values())
+    grid = sorted({c for sc, c in zip(schemes, costs) if sc is not None and c >= start})
+
+    def frontier(p, c):
+        return min(d for ci, d in p if ci <= c)
+
+    score = {s: float(np.mean([np.log(max(frontier(p, c), 0.0) + floor) for c in grid])) for s, p in pts.items()}
+    return min(names, key=lambda s: (score[s], names.index(s)))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_lowrank.auto.candidates import layer_options
-from edge_lowrank.auto.select import task_frontier
+from edge_lowrank.auto.select import best_scheme, task_frontier
 from edge_lowrank.auto.sensitivity import KernelApprox, TaskProbe, divergence
 from edge_lowrank.rank.select import RankError
 from edge_lowrank.rewrite import CompressionPolicy, compress
@@ -98,6 +98,16 @@ def test_task_frontier_drops_options_beaten_on_cost_and_shift():
     assert task_frontier([10, 6, 5, 5, 3], [0, 0.2, 0.1, 0.3, 0.4]) == [0, 2, 4]
     assert task_frontier([10, 4, 4], [0, 0.1, 0.1]) == [0, 1]  # exact duplicates: the first stays
     assert task_frontier([10], [0]) == [0]
+    # (cost, MACs): option 1 is slower than option 2 but has fewer MACs, so a MAC budget may need it
+    assert task_frontier([(10, 10), (5, 3), (4, 5)], [0, 0.3, 0.1]) == [0, 1, 2]
+
+
+def test_best_scheme_compares_frontiers_where_all_schemes_reach():
+    # b is cheaper at its cheapest but worse wherever both exist (costs 4 and 6)
+    assert best_scheme([None, "a", "a", "b", "b", "b"], [10, 4, 6, 2, 4, 6], [0, 0.1, 0.05, 0.5, 0.4, 0.2]) == "a"
+    # a frontier is the least damage at or below a cost: a's dear, bad option does not count against it
+    assert best_scheme([None, "a", "a", "b"], [10, 3, 5, 3], [0, 0.1, 0.9, 0.2]) == "a"
+    assert best_scheme([None, "a", "a"], [10, 3, 5], [0, 0.1, 0.2]) is None  # one scheme: nothing to choose
 
 
 @pytest.mark.parametrize("objective", ["task", "shift"])
