@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 ARCHS = ("resnet50", "vgg16", "mobilenetv2")
 TEST_ARCHS = ("tinycnn",)  # a small residual CNN for smoke tests (not a keras.applications model)
-SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "cp", "auto")
+SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "cp", "auto", "output-channels")
 LOW_EFFICIENCY = 0.85
 CALIB_SAMPLES = 8
 SEED = 0
@@ -174,7 +174,8 @@ def child_one(spec: dict) -> dict:
            "import_s": time.monotonic() - t0}
     if scheme != "baseline":
         try:
-            policy = CompressionPolicy(scheme=scheme, target_mac_ratio=ratio, cp_time_budget_s=spec["cp_time_budget"])
+            policy = CompressionPolicy(scheme=scheme, target_mac_ratio=ratio, cp_time_budget_s=spec["cp_time_budget"],
+                                       calib_data=calib_data(arch, size) if scheme == "output-channels" else None)
         except (RankError, ValueError, TypeError) as e:
             res.update(status="unavailable", message=" ".join(str(e).split())[:300])
             return res

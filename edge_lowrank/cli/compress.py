@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES
 
-SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "cp", "tucker2-spatial", "auto")
+SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "output-channels", "cp", "tucker2-spatial", "auto")
 
 
 def add_arguments(parser):
@@ -43,7 +43,7 @@ def add_arguments(parser):
     parser.add_argument("--no-fold-batchnorm", action="store_true", help="keep BatchNormalization layers")
     parser.add_argument("--layers", default=None, help="comma-separated layer names to consider (default: all)")
     parser.add_argument("--calib-data", default=None,
-                        help="inputs for the output scheme: fashion-mnist[:calib|train|test] or an .npz")
+                        help="inputs for the output and output-channels schemes: fashion-mnist[:calib|train|test] or an .npz")
     parser.add_argument("--calib-samples", type=int, default=512, help="calibration images used (default 512)")
     parser.add_argument("--cp-time-budget", type=float, default=30.0,
                         help="seconds of ALS per layer for cp (default 30)")

@@ -299,6 +299,10 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     from edge_lowrank.profile import profile_model
 
     policy = policy or CompressionPolicy()
+    if policy.scheme == "output-channels":  # thinner feature maps: its own graph surgery (rewrite/thin.py)
+        from edge_lowrank.rewrite.thin import thin
+
+        return thin(model, policy, verbose=verbose)
     if not isinstance(model, keras.Model):
         raise ModelError(f"compress() takes a Keras model. Received: {type(model).__name__}.")
     start = time.monotonic()

@@ -11,7 +11,7 @@ from edge_lowrank.rank.schemes import SCHEMES
 from edge_lowrank.rank.select import RankError, check_policy_numbers
 
 DEFAULT_ENERGY = 0.9
-POLICY_SCHEMES = SCHEMES + ("auto",)
+POLICY_SCHEMES = SCHEMES + ("output-channels", "auto")  # output-channels: rewrite/thin.py, no ranks
 DEFAULT_LATENCY_RATIO = 0.5
 
 

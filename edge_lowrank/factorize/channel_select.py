@@ -1,0 +1,221 @@
+"""Channel reduction with reconstruction (He et al. 2017 "Channel Pruning"; AIMET's channel pruning), numpy only.
+
+A producer layer's output channels reach a consumer (Conv2D or Dense) through per-channel layers only, so the
+consumer's linear output is `y = [1, p] @ [b; W]` with `p` its input patch (k positions x C channels, ordered
+like the HWIO kernel reshaped to (k C, N)). Dropping channel c removes its k rows of W. Everything below works
+on the second moment `A = E[[1, p]^T [1, p]]` of the consumer's patches on calibration data: the refit of the
+kept rows that best reproduces the original outputs is a ridge least-squares solve in `A`, and greedy backward
+elimination (drop the channel whose removal, after refitting the rest, raises the output error least) is exact
+Schur downdates of `(A + lam I)^-1`, one channel at a time, so one pass gives the whole width/error path.
+
+The ridge pulls the refit towards the original weights (not towards zero): at full width the refit *is* the
+original layer, and directions the calibration data never excite keep their original weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+DEFAULT_RIDGE = 1e-3  # times the mean diagonal of the input moment
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelPath:
+    """Greedy backward elimination of one consumer's input channels.
+
+    `order` lists every channel, the first removed first: keeping `w` channels keeps `order[-w:]`.
+    `errors[w]` is the consumer's relative output error (vs its centred output energy) after the refit at
+    width `w` (errors[0] is 1 by definition, errors[C] is 0).
+    """
+
+    order: np.ndarray
+    errors: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return len(self.order)
+
+    def keep(self, width: int) -> np.ndarray:
+        """The channels kept at `width`, sorted (their order in the producer)."""
+        return np.sort(self.order[len(self.order) - int(width):])
+
+    def width_for_error(self, max_error: float, multiple: int = 1) -> int:
+        """The smallest width (rounded up to `multiple`, capped at C) whose error is at most `max_error`."""
+        c = self.channels
+        ok = np.nonzero(self.errors <= max_error + 1e-12)[0]
+        w = int(ok[0]) if len(ok) else c
+        return round_width(w, c, multiple)
+
+
+def round_width(width: int, channels: int, multiple: int) -> int:
+    """`width` rounded up to `multiple` (at least one step), never above `channels`."""
+    m = max(1, int(multiple))
+    return int(min(channels, max(m, -(-int(width) // m) * m)))
+
+
+def patches(x: np.ndarray, kernel=(1, 1), strides=(1, 1), padding="valid", dilation=(1, 1),
+            rows_per_image: int | None = None, rng=None) -> np.ndarray:
+    """Rows `[p]` of a conv's input patches (NHWC `x`), `rows_per_image` output positions sampled per image,
+    columns ordered (ky, kx, c) like the HWIO kernel reshaped to (kh kw C, N). A 2-D `x` (Dense) is returned as
+    is (rows sampled)."""
+    rng = rng or np.random.default_rng(0)
+    if x.ndim != 4:
+        x = x.reshape(-1, x.shape[-1])
+        if rows_per_image is not None and len(x) > rows_per_image * 1:
+            x = x[np.sort(rng.choice(len(x), rows_per_image, replace=False))]
+        return x
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilation
+    ekh, ekw = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if padding == "same":
+        oh, ow = -(-h // sh), -(-w // sw)
+        ph, pw = max((oh - 1) * sh + ekh - h, 0), max((ow - 1) * sw + ekw - w, 0)
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    else:
+        oh, ow = (h - ekh) // sh + 1, (w - ekw) // sw + 1
+    npos = oh * ow
+    m = npos if rows_per_image is None else min(rows_per_image, npos)
+    pick = np.stack([rng.choice(npos, m, replace=False) for _ in range(n)]) if m < npos \
+        else np.broadcast_to(np.arange(npos), (n, npos))
+    oy, ox = np.divmod(pick, ow)
+    iy = oy[..., None] * sh + np.arange(kh) * dh
+    ix = ox[..., None] * sw + np.arange(kw) * dw
+    out = x[np.arange(n)[:, None, None, None], iy[:, :, :, None], ix[:, :, None, :]]  # (n, m, kh, kw, c)
+    return out.reshape(n * m, kh * kw * c)
+
+
+def augmented_moment(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(sum of [1, p]^T [1, p] over the rows, number of rows): add these up over batches, divide at the end."""
+    r = np.asarray(rows, np.float32)
+    a = np.empty((r.shape[1] + 1,) * 2)
+    a[1:, 1:] = r.T @ r
+    s = r.sum(0, dtype=np.float64)
+    a[0, 1:], a[1:, 0], a[0, 0] = s, s, len(r)
+    return a, len(r)
+
+
+def _augmented(kernel: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    n = kernel.shape[-1]
+    w = kernel.reshape(-1, n).astype(np.float64)
+    b = np.zeros(n) if bias is None else np.asarray(bias, np.float64)
+    return np.concatenate([b[None], w])
+
+
+def _rows(channels: np.ndarray, positions: int, c: int) -> np.ndarray:
+    """Row indices of the augmented moment for these channels (row 0 is the constant), position-major like
+    the kernel reshaped to (k C, N)."""
+    return (1 + np.arange(positions)[:, None] * c + np.asarray(channels)[None, :]).reshape(-1)
+
+
+def _centred_energy(a: np.ndarray, w_aug: np.ndarray) -> float:
+    mean = a[0, 1:] / a[0, 0]
+    cov = a[1:, 1:] / a[0, 0] - np.outer(mean, mean)
+    w = w_aug[1:]
+    return float(max(np.sum(w * (cov @ w)), 1e-30))
+
+
+def _ridge(a: np.ndarray, ridge: float) -> float:
+    return ridge * float(np.mean(np.diag(a)[1:])) + 1e-12
+
+
+def eliminate(a: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None,
+              ridge: float = DEFAULT_RIDGE) -> ChannelPath:
+    """Greedy backward elimination of the consumer's input channels on the normalised augmented moment `a`
+    (from `augmented_moment`, divided by its row count). `kernel` is HWIO (or (C, N) for Dense)."""
+    c = kernel.shape[-2]
+    k = int(np.prod(kernel.shape[:-2])) if kernel.ndim > 2 else 1
+    w_aug = _augmented(kernel, bias)
+    lam = _ridge(a, ridge)
+    d = len(a)
+    p = np.linalg.inv(a + lam * np.eye(d))
+    p = (p + p.T) / 2
+    w = w_aug.copy()  # the ridge refit at the current set: the original weights at full width
+    groups = 1 + np.arange(c)[:, None] + np.arange(k)[None, :] * c  # (C, k): each channel's rows
+    alive = np.ones(c, bool)
+    energy = _centred_energy(a, w_aug)
+    order, rise = [], []
+    live = np.arange(d)  # rows of `a` still held in p and w (removed ones are zero until compacted)
+    where = np.arange(d)
+    dead = np.zeros(d, bool)
+    for _ in range(c):
+        idx = np.nonzero(alive)[0]
+        g = where[groups[idx]]  # (m, k), in p's current coordinates
+        wg = w[g]  # (m, k, N)
+        pgg = p[g[:, :, None], g[:, None, :]]  # (m, k, k)
+        sol = np.linalg.solve(pgg, wg)
+        # Removing channel g raises the ridge objective by W_g^T P_gg^-1 W_g, less its own ridge term.
+        w0 = w_aug[groups[idx]]
+        score = np.einsum("mkn,mkn->m", wg, sol) - lam * np.einsum("mkn,mkn->m", w0, w0)
+        j = int(np.argmin(score))
+        ch, rows = idx[j], g[j]
+        order.append(ch)
+        rise.append(max(float(score[j]), 0.0))
+        alive[ch] = False
+        # Schur downdate: the inverse and the refit without these rows (their rows/columns become zero).
+        inv = np.linalg.inv(pgg[j])
+        pr = p[:, rows]
+        w -= pr @ (inv @ w[rows])
+        p -= pr @ inv @ pr.T
+        p[rows, :] = 0.0
+        p[:, rows] = 0.0
+        w[rows] = 0.0
+        dead[rows] = True
+        if dead.sum() >= max(8 * k, len(live) // 8) and alive.any():  # compact: the downdates shrink with p
+            keep = ~dead
+            p, w, live = p[np.ix_(keep, keep)], w[keep], live[keep]
+            where = np.full(d, -1)
+            where[live] = np.arange(len(live))
+            dead = np.zeros(len(live), bool)
+    cum = np.cumsum(rise)  # error after removing 1, 2, ... channels
+    errors = np.empty(c + 1)
+    errors[c] = 0.0
+    errors[:c] = np.sqrt(np.minimum(cum[::-1] / energy, 1.0))
+    errors[0] = 1.0
+    return ChannelPath(np.asarray(order), errors)
+
+
+def refit(a: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, keep: np.ndarray,
+          ridge: float = DEFAULT_RIDGE) -> tuple[np.ndarray, np.ndarray, float]:
+    """The consumer's kernel on the kept input channels and its bias, refit by ridge least squares (towards
+    the original weights) to reproduce its original linear outputs; and the relative output error on the
+    data behind `a` (vs the centred output energy). Full width returns the original weights."""
+    c = kernel.shape[-2]
+    k = int(np.prod(kernel.shape[:-2])) if kernel.ndim > 2 else 1
+    keep = np.sort(np.asarray(keep))
+    w_aug = _augmented(kernel, bias)
+    n = kernel.shape[-1]
+    if len(keep) == c:
+        b = np.zeros(n) if bias is None else np.asarray(bias, np.float64)
+        return kernel.astype(np.float64), b, 0.0
+    rows = np.concatenate([[0], _rows(keep, k, c)])
+    lam = _ridge(a, ridge)
+    lhs = a[np.ix_(rows, rows)] + lam * np.eye(len(rows))
+    rhs = a[rows] @ w_aug + lam * w_aug[rows]
+    new = np.linalg.solve(lhs, rhs)
+    diff = w_aug.copy()
+    diff[rows] -= new
+    err = float(np.sqrt(max(np.sum(diff * (a @ diff)) / a[0, 0], 0.0) / _centred_energy(a, w_aug)))
+    new_kernel = new[1:].reshape(kernel.shape[:-2] + (len(keep), n))
+    return new_kernel, new[0], err
+
+
+def naive(kernel: np.ndarray, bias: np.ndarray | None, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The consumer's kernel with the dropped input channels simply cut (no refit): the baseline a refit
+    must beat."""
+    n = kernel.shape[-1]
+    return np.take(kernel, np.sort(keep), axis=-2).astype(np.float64), \
+        (np.zeros(n) if bias is None else np.asarray(bias, np.float64))
+
+
+def output_error(a: np.ndarray, kernel: np.ndarray, bias, new_kernel: np.ndarray, new_bias, keep) -> float:
+    """Relative output error of (new_kernel, new_bias) on kept channels vs the original layer, on the data
+    behind the normalised moment `a` (e.g. held-out data)."""
+    c = kernel.shape[-2]
+    k = int(np.prod(kernel.shape[:-2])) if kernel.ndim > 2 else 1
+    w_aug = _augmented(kernel, bias)
+    rows = np.concatenate([[0], _rows(np.sort(keep), k, c)])
+    diff = w_aug.copy()
+    diff[rows] -= _augmented(new_kernel, new_bias)
+    return float(np.sqrt(max(np.sum(diff * (a @ diff)) / a[0, 0], 0.0) / _centred_energy(a, w_aug)))
