@@ -85,7 +85,7 @@ def output_quantize_config(tfmot):
 
 def build(tfk, spec: dict, weights: list, batch_size=None, tfmot=None):
     """The tf_keras Functional model of `spec` with its weights; annotated for tfmot when `tfmot` is given
-    (standalone BatchNormalization layers frozen and given an output-only quantize config)."""
+    (BatchNormalization frozen unless options say otherwise; standalone ones get an output quantizer)."""
     inp = tfk.Input(shape=tuple(spec["input_shape"]), batch_size=batch_size, name="input")
     tensors = {"input": inp}
     by_name = {e["name"]: e for e in spec["layers"]}
@@ -96,8 +96,9 @@ def build(tfk, spec: dict, weights: list, batch_size=None, tfmot=None):
         call = layer
         if tfmot is not None:
             annotate = tfmot.quantization.keras.quantize_annotate_layer
-            if _standalone_bn(entry, by_name):
+            if entry["class_name"] == "BatchNormalization" and spec["options"].get("freeze_bn", True):
                 layer.trainable = False  # inference-mode BN: moving statistics stay those of the teacher
+            if _standalone_bn(entry, by_name):
                 call = annotate(layer, quantize_config=out_config())
             else:
                 call = annotate(layer)
@@ -156,7 +157,8 @@ def run(folder: Path) -> dict:
         def loss(y_true, y_pred):
             value = kl(y_true[:, :-1], y_pred)
             if labels is not None:
-                value = 0.5 * value + 0.5 * ce(tf.cast(y_true[:, -1], tf.int64), y_pred)
+                w = opts["label_weight"]
+                value = (1 - w) * value + w * ce(tf.cast(y_true[:, -1], tf.int64), y_pred)
             return value
 
         extra = labels.astype(np.float32) if labels is not None else np.zeros(len(teacher), np.float32)

@@ -56,9 +56,13 @@ def _add_quant_arguments(parser):
                         help="int8 only: quantization-aware fine-tuning (tensorflow-model-optimization, in a "
                              "child process) by distillation from the float model, instead of plain PTQ")
     parser.add_argument("--qat-data", default="fashion-mnist:train",
-                        help="QAT training images (labels used when present; default fashion-mnist:train)")
+                        help="QAT training images (default fashion-mnist:train)")
     parser.add_argument("--qat-samples", type=int, default=10000, help="QAT training images (default 10000)")
-    parser.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs (default 1)")
+    parser.add_argument("--qat-epochs", type=int, default=3, help="QAT epochs (default 3)")
+    parser.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate, Adam (default 1e-5)")
+    parser.add_argument("--qat-label-weight", type=float, default=0.0,
+                        help="share of the label loss in QAT, the rest distils the float model (default 0: "
+                             "pure distillation)")
     parser.add_argument("--debug", action="store_true",
                         help="int8 only: per-op int8 error on the calibration data (TFLite's "
                              "QuantizationDebugger), the worst ops named")
@@ -244,6 +248,7 @@ def _qat_flat(args, model, calib, transform, metadata, input_range) -> bytes:
 
     train = load_dataset(args.qat_data, default_split="train").take(args.qat_samples)
     return qat_tflite(model, transform.apply(train.x), calib_x=calib, labels=train.y, epochs=args.qat_epochs,
+                      lr=args.qat_lr, label_weight=args.qat_label_weight,
                       float_io=args.float_io, equalize=not args.no_equalize, metadata=metadata,
                       input_range=input_range)
 

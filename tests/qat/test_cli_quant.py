@@ -80,11 +80,12 @@ def test_debug_text_and_bad_options(saved_model, tmp_path, capsys):
 def test_qat_through_the_cli(saved_model, tmp_path, capsys):
     out = tmp_path / "qat.tflite"
     rc = main(["convert", str(saved_model), "--mode", "int8", "--calib-samples", "50", "--eval-samples", "100",
-               "--qat", "--qat-samples", "300", "-o", str(out), "--json"])
+               "--qat", "--qat-samples", "300", "--qat-epochs", "1", "-o", str(out), "--json"])
     captured = capsys.readouterr()
     assert rc == 0 and out.is_file(), captured.err[-2000:]
     summary = json.loads(captured.out)
     qat = summary["metadata"]["qat"]
-    assert qat["train_samples"] == 300 and qat["epochs"] == 1 and qat["labels"] is True
+    assert qat["train_samples"] == 300 and qat["epochs"] == 1 and qat["lr"] == 1e-5
+    assert qat["labels"] is False and qat["label_weight"] == 0.0  # pure distillation by default
     assert summary["audit"]["xnnpack_partitions"] == 1
     assert summary["fidelity"]["top1_agreement"] >= 0.75

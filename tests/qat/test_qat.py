@@ -86,6 +86,8 @@ def test_bad_arguments_are_one_line_errors(trained, data):
     x = train.x[:20]
     with pytest.raises(DataError, match="Invalid value for `epochs`"):
         qat_tflite(trained, x, calib_x=x, epochs=0)
+    with pytest.raises(DataError, match="Invalid value for `label_weight`"):
+        qat_tflite(trained, x, calib_x=x, label_weight=1.5)
     with pytest.raises(DataError, match="labels must be 20 ints"):
         qat_tflite(trained, x, calib_x=x, labels=np.zeros(3, np.int64))
     with pytest.raises(DataError, match=r"samples of shape \(28, 28\)"):
@@ -116,7 +118,8 @@ def test_qat_child_gives_int8_file_with_the_ops_of_ptq(trained, data):
 
     train, test = data
     calib = train.x[:100]
-    qat = qat_tflite(trained, train.x[:500], calib_x=calib, labels=train.y[:500], epochs=1)
+    qat = qat_tflite(trained, train.x[:500], calib_x=calib, labels=train.y[:500], label_weight=0.5, epochs=1,
+                     lr=1e-4)
     ptq = to_tflite(trained, precision="int8", representative_data=calib)
 
     # This process stayed on Keras 3: tfmot and its legacy switch lived in the child only.
@@ -130,7 +133,8 @@ def test_qat_child_gives_int8_file_with_the_ops_of_ptq(trained, data):
     assert a_qat.xnnpack_partitions == a_ptq.xnnpack_partitions == 1
     meta = read_metadata(qat)
     assert meta["precision"] == "int8" and meta["qat"]["epochs"] == 1 and meta["qat"]["train_samples"] == 500
-    assert meta["qat"]["loss"] == "kl" and meta["qat"]["labels"] is True
+    assert meta["qat"]["loss"] == "kl" and meta["qat"]["labels"] is True and meta["qat"]["label_weight"] == 0.5
+    assert meta["qat"]["freeze_bn"] is True
     assert len(meta["qat"]["history"]) == 1 and np.isfinite(meta["qat"]["history"][0])
 
     fid = check_fidelity(trained, qat, test)  # held-out images the child never saw
