@@ -55,9 +55,13 @@ def top1(model, data, batch_size: int = 256) -> float:
     return float(np.mean(np.argmax(pred, axis=-1) == data.y))
 
 
+SCHEDULES = ("auto", "constant", "cosine", "warmup-cosine")
+
+
 def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, temperature: float = 4.0,
             alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = 5e-4,
-            seed: int = 0) -> dict:
+            seed: int = 0, schedule: str = "auto", reestimate: str = "none", reestimate_samples: int = 1024,
+            freeze_bn: bool = True) -> dict:
     """Fine-tune `student` in place on `train` (a `Dataset`) with soft targets from `teacher`.
 
     Args:
@@ -65,6 +69,12 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         train: `edge_lowrank.data.Dataset`; without labels the loss is the distillation term alone.
         val: a labelled `Dataset` scoring top-1 before and after.
         epochs, batch_size, learning_rate: the Adam run. temperature, alpha: the loss above.
+        schedule: the learning rate over the run: constant, cosine (decay to 5 %), warmup-cosine (linear
+            warm-up over the first 10 % of the steps, then cosine), or auto (constant for one epoch, else
+            cosine).
+        reestimate: before training, match each rewritten block's per-channel output statistics to the
+            teacher's on the first `reestimate_samples` training images (`recalibrate`: mean, affine, none).
+        freeze_bn: keep the BatchNormalization layers left in the student in inference mode.
         verbose: Keras' progress bar per epoch.
 
     Returns:
@@ -77,9 +87,15 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
     import keras
     from keras import ops
 
-    if epochs < 0 or batch_size < 1 or temperature <= 0 or not 0.0 <= alpha <= 1.0:
+    from edge_lowrank.finetune.recalibrate import MODES, recalibrate
+
+    if epochs < 0 or batch_size < 1 or temperature <= 0 or not 0.0 <= alpha <= 1.0 or learning_rate <= 0:
         raise DistillError(f"Invalid distillation settings: epochs={epochs} (>= 0), batch_size={batch_size} (>= 1), "
-                         f"temperature={temperature} (> 0), alpha={alpha} (in [0, 1]).")
+                           f"temperature={temperature} (> 0), alpha={alpha} (in [0, 1]), "
+                           f"learning_rate={learning_rate} (> 0).")
+    if schedule not in SCHEDULES or reestimate not in MODES:
+        raise DistillError(f"Invalid distillation settings: schedule={schedule!r} (one of {', '.join(SCHEDULES)}), "
+                           f"reestimate={reestimate!r} (one of {', '.join(MODES)}).")
     _check(student, teacher, train, "Training")
     _check(student, teacher, val, "Validation", labels=True)
     labelled = train.y is not None
@@ -103,24 +119,32 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         return alpha * ce + (1.0 - alpha) * T * T * kl
 
     out = {"epochs": epochs, "samples": len(train), "temperature": T, "alpha": alpha, "labels": labelled,
-           "loss": []}
+           "learning_rate": learning_rate, "schedule": schedule, "reestimate": reestimate,
+           "freeze_bn": freeze_bn, "loss": []}
     if val is not None:
         out["teacher_val_top1"] = top1(teacher, val)
         out["val_top1_before"] = top1(student, val)
+    if epochs > 0 and reestimate != "none":
+        out["reestimated"] = recalibrate(student, teacher, train.x[:reestimate_samples], mode=reestimate)
     if epochs > 0:
-        # BatchNorm stays in inference mode (frozen statistics): a short fine-tune on a few thousand images
+        # BatchNorm in inference mode (frozen statistics) by default: a short fine-tune on a few thousand images
         # should not re-estimate the statistics the rest of the network was trained with.
         frozen = [lyr for lyr in _leaves(student) if isinstance(lyr, keras.layers.BatchNormalization)
-                  and lyr.trainable]
+                  and lyr.trainable] if freeze_bn else []
         for lyr in frozen:
             lyr.trainable = False
-        # several epochs: cosine decay to 5 % of the rate, so the last steps settle instead of bouncing. One
-        # epoch keeps the rate: decaying within a short touch-up recovered less (sample ResNet, channel at
-        # half the MACs, 1 epoch on 10k images: 90.22 % with the decay, 90.94 % without).
+        # auto: one epoch keeps the rate (decaying within a short touch-up recovered less: sample ResNet, channel
+        # at half the MACs, 1 epoch on 10k images: 90.22 % with the decay, 90.94 % without); several epochs
+        # decay to 5 % of the rate, so the last steps settle instead of bouncing.
         rate = learning_rate
-        if epochs > 1:
-            steps = epochs * -(-len(train) // batch_size)
+        steps = epochs * -(-len(train) // batch_size)
+        kind = ("cosine" if epochs > 1 else "constant") if schedule == "auto" else schedule
+        if kind == "cosine":
             rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+        elif kind == "warmup-cosine":
+            warm = max(1, steps // 10)
+            rate = keras.optimizers.schedules.CosineDecay(learning_rate / 10, decay_steps=steps - warm, alpha=0.05,
+                                                          warmup_target=learning_rate, warmup_steps=warm)
         student.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
         hist = student.fit(train.x, targets, epochs=epochs, batch_size=batch_size, shuffle=True,
                            verbose=1 if verbose else 0)
