@@ -56,13 +56,15 @@ def main(argv=None) -> int:
     ap.add_argument("--test-samples", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated: each setting runs once per seed (the order of "
+                    "the training images); the summary averages them")
     ap.add_argument("--configs", default=CONFIGS)
     ap.add_argument("--int8", action="store_true", help="also the int8 .tflite top-1 of each result")
     ap.add_argument("--out", default=None, help="append one JSON line per setting here")
     args = ap.parse_args(argv)
 
     import keras
+    import numpy as np
 
     from edge_lowrank.data import load_dataset
     from edge_lowrank.finetune import distill, top1
@@ -73,7 +75,8 @@ def main(argv=None) -> int:
     train = load_dataset("fashion-mnist:train").take(args.train_samples)
     test = load_dataset("fashion-mnist:test").take(args.test_samples)
     calib = load_dataset("fashion-mnist:calib").take(200)
-    keras.utils.set_random_seed(args.seed)
+    seeds = [int(v) for v in args.seeds.split(",")]
+    keras.utils.set_random_seed(seeds[0])
     student, rep = compress(teacher, CompressionPolicy(args.scheme, target_mac_ratio=1 / args.budget,
                                                        calib_data=calib.x))
     tmp = Path(tempfile.mkdtemp()) / "rewritten.keras"
@@ -88,13 +91,14 @@ def main(argv=None) -> int:
         s = load_keras_model(tmp)
         recalibrate(s, teacher, train.x[:1024], mode=mode)
         print(f"re-estimated ({mode}) on 1024 training images, no training: {top1(s, test):.4f}", flush=True)
-    for name, kwargs in parse_configs(args.configs):
+    summary = {}
+    for (name, kwargs), seed in ((c, sd) for c in parse_configs(args.configs) for sd in seeds):
         s = load_keras_model(tmp)
         t0 = time.monotonic()
         hist = distill(s, teacher, train, epochs=args.epochs, batch_size=args.batch_size, verbose=False,
-                       seed=args.seed, **kwargs)
+                       seed=seed, **kwargs)
         secs = time.monotonic() - t0
-        row = {"name": name, "kwargs": kwargs, "scheme": args.scheme, "budget": args.budget,
+        row = {"name": name, "kwargs": kwargs, "seed": seed, "scheme": args.scheme, "budget": args.budget,
                "epochs": args.epochs, "train": args.train_samples, "test": len(test), "teacher": t_top1,
                "before": before, "after": top1(s, test), "seconds": round(secs, 1),
                "loss": hist.get("loss")}
@@ -104,10 +108,18 @@ def main(argv=None) -> int:
             tfl = converters.to_tflite(s, precision="int8", representative_data=calib.x)
             fid = converters.check_fidelity(s, tfl, test, n=None, subject=name)
             row["int8"], row["int8_agreement"] = fid.accuracy_tflite, fid.to_dict().get("top1_agreement")
+        summary.setdefault(name, []).append(row)
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
+    print(f"\n| setting | float top-1 % (seeds {args.seeds}) | mean |{' int8 top-1 % |' if args.int8 else ''}"
+          f" s per run |")
+    for name, rows in summary.items():
+        f = [r["after"] * 100 for r in rows]
+        i8 = f" {np.mean([r['int8'] for r in rows]) * 100:.2f} |" if args.int8 else ""
+        print(f"| {name} | {' / '.join(f'{v:.2f}' for v in f)} | {np.mean(f):.2f} |{i8} "
+              f"{np.mean([r['seconds'] for r in rows]):.0f} |")
     return 0
 
 

@@ -5,9 +5,10 @@ those that pass every gate; ties go to the higher top-1, then the smaller file. 
 the host (median latency) or an ARM profile under QEMU (instructions per inference), because on an x86 host
 without VNNI float32 can beat int8 while an ARM dot-product core runs the int8 file with 3x fewer
 instructions. The speed gate compares on the same figure. On an ARM profile only the variants counted there
-are candidates (float32 is counted with `--arm-precisions int8,float32`). When none passes, the message names the variant closest to passing (fewest failed gates, then smallest relative
-shortfall) and each gate it misses, with the value reached and the shortfall. On unlabelled data ("agreement"
-mode) the accuracy gate applies to top-1 agreement with the original float model, and its lines say so.
+are candidates (float32 is counted with `--arm-precisions int8,float32`). When none passes, the message names
+the variant closest to passing (fewest failed gates, then smallest relative shortfall) and each gate it misses,
+with the value reached and the shortfall. On unlabelled data ("agreement" mode) the accuracy gate applies to
+top-1 agreement with the original float model, and its lines say so.
 """
 
 from __future__ import annotations
@@ -166,10 +167,9 @@ def evaluate(variants: list[dict], gates: dict, accuracy: str = "top1",
     misses = {v["id"]: check(v, gates, accuracy, sel.on) for v in usable}
     passing = [v for v in usable if not misses[v["id"]]]
     chosen = f"chosen on {sel.figure}"
+    hint = "; --arm-precisions int8,float32 counts float32" if any(u.endswith("-float32") for u in unmeasured) else ""
     skipped = (f"; {len(unmeasured)} variant(s) not measured on {sel.on} were not candidates"
-               f" ({', '.join(unmeasured[:4])}{', ...' if len(unmeasured) > 4 else ''}"
-               f"{'; --arm-precisions int8,float32 counts float32' if any(u.endswith('-float32') for u in unmeasured) else ''})"
-               if unmeasured else "")
+               f" ({', '.join(unmeasured[:4])}{', ...' if len(unmeasured) > 4 else ''}{hint})" if unmeasured else "")
 
     def speed(v):
         fig = sel.value(v)
