@@ -28,6 +28,7 @@ import numpy as np
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES, Option, layer_options
 from edge_lowrank.auto.select import Selection, best_scheme, choose, task_frontier
+from edge_lowrank.rank.schemes import cost as scheme_cost_
 from edge_lowrank.rank.select import RankChoice
 
 
@@ -247,12 +248,13 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         fixed, original = float(fixed_macs), float(prof.macs)
 
     objective = policy.auto_objective if calib is not None and rows else "kernel"
-    probe, shifts, kernel_rows = None, None, rows
+    probe, shifts, kernel_rows, kernel_shifts = None, None, rows, None
     if objective != "kernel":
         from edge_lowrank.auto.sensitivity import TaskProbe
 
         probe = TaskProbe(model, calib)
         shifts = [[0.0] + [probe.shift(p, o) for o in opts[1:]] for p, opts in rows]
+        kernel_shifts = shifts
         if objective == "task":
             # the data pick each layer's scheme (the one whose options shift the output least over the costs
             # all reach; kernel error is no guide across schemes) and drop options another one beats on both
@@ -281,6 +283,7 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         return fixed + sum(opts[i].cost for (_, opts), i in zip(rws or rows, picks))
 
     comparison = None
+    single_picks = {}  # MAC budget: each single scheme's choice among all never-slower options, when it fits
     if policy.target_mac_ratio is not None:
         target_macs = policy.target_mac_ratio * prof.macs
         rule = f"auto: whole-model MACs at most {policy.target_mac_ratio:g}x"
@@ -295,6 +298,13 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
                 o = next((o for o in opts if o.scheme == s and o.ranks == r), opts[0]) if r else opts[0]
                 total, err = total + o.cost, err + o.error
             single_cost[s], single_error[s] = total, err
+            picks = []
+            for p, opts in kernel_rows:
+                r = ranks.get(id(p))
+                i = next((i for i, o in enumerate(opts) if o.scheme == s and o.ranks == r), None) if r else 0
+                picks.append(0 if i is None and scheme_cost_(s, p.spec, r)[1] >= opts[0].macs else i)
+            if None not in picks:
+                single_picks[s] = tuple(picks)
         met_singles = [s for s in singles if _single_meets(s, singles[s], rows, fixed_macs, target_macs)]
         to_beat = min(met_singles, key=lambda s: (single_cost[s], single_error[s])) if met_singles else None
         limit = single_cost[to_beat] if to_beat else original
@@ -324,20 +334,32 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     selection = select(layers, rows)
     candidates = None
     if probe is not None:
-        # what the choice does to the output, measured with all its layers replaced together, beside what
-        # kernel error alone would choose among all options (per-layer shifts do not add up exactly)
+        # per-layer shifts do not add up (damage compounds): measure whole choices with all their layers replaced
+        # together, this objective's, kernel error's and each single scheme's that fits the budget, and keep
+        # the one that moves the output least. All spread the cut by kernel error, which fine-tuning recovers.
         kernel_only = select([[(o.error ** ERROR_POWER, o.cost) for o in opts] for _, opts in kernel_rows],
                              kernel_rows)
+        choices = {objective: (rows, shifts, selection), "kernel error": (kernel_rows, kernel_shifts, kernel_only)}
+        for s_, picks in single_picks.items():
+            if cost_of(picks, kernel_rows) <= limit * (1 + 1e-9) and macs_of(picks, kernel_rows) <= target_macs:
+                choices[s_] = (kernel_rows, kernel_shifts, Selection(
+                    picks, cost_of(picks, kernel_rows), limit,
+                    sum(opts[i].error ** ERROR_POWER for (_, opts), i in zip(kernel_rows, picks)), True))
         candidates = {}
-        for name, rws, picks in ((objective, rows, selection.picks), ("kernel error", kernel_rows, kernel_only.picks)):
-            shift, agree = probe.measure([(p, opts[i]) for (p, opts), i in zip(rws, picks)])
-            candidates[name] = {"shift": shift, "agreement": agree, "cost": cost_of(picks, rws),
-                                "macs": macs_of(picks, rws), "chosen": name == objective}
+        for name, (rws, _, sel) in choices.items():
+            shift, agree = probe.measure([(p, opts[i]) for (p, opts), i in zip(rws, sel.picks)])
+            candidates[name] = {"shift": shift, "agreement": agree, "cost": cost_of(sel.picks, rws),
+                                "macs": macs_of(sel.picks, rws), "met": bool(sel.met), "chosen": False}
+        pool = [n for n in choices if choices[n][2].met] or list(choices)
+        best = min(pool, key=lambda n: (candidates[n]["shift"], n != objective))
+        candidates[best]["chosen"] = True
+        rows, shifts, selection = choices[best]
         what = (f"output shift (KL of the softmax) of each option alone on {probe.n} calibration images "
                 f"({probe.evaluations} forward passes)")
         objective = (f"task: per layer the scheme with the least {what} at equal measured cost, its options "
                      f"on the cost / shift frontier; kernel error across layers" if objective == "task"
                      else f"shift: summed {what}")
+        objective += f"; of {', '.join(choices)} measured together, the least shift: {best}"
     elif calib is not None and policy.auto_objective != "kernel":
         objective = "kernel error: no layer to price on data"
     else:
