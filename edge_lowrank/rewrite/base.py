@@ -23,7 +23,6 @@ MAX_CALIB_IMAGES = 512
 MAX_RESPONSES = 40_000
 
 _SPATIAL_ONLY = ("spatial", "cp", "tucker2-spatial", "tucker2")
-_NO_REWRITE = None  # filled on first use (keras imported lazily)
 
 
 @dataclasses.dataclass
@@ -51,9 +50,6 @@ def _eligibility(layer, scheme: str) -> str | None:
     """Why `layer` cannot take `scheme` (None when it can)."""
     import keras
 
-    global _NO_REWRITE
-    if _NO_REWRITE is None:
-        _NO_REWRITE = _no_rewrite_types()
     L = keras.layers
     name = type(layer).__name__
     if isinstance(layer, L.SeparableConv2D):
@@ -103,7 +99,7 @@ def _eligibility(layer, scheme: str) -> str | None:
         return None
     if isinstance(layer, (L.Conv1D, L.Conv2D, L.Dense)):
         return f"{name} is a subclass of a stock layer: not rewritten"
-    if isinstance(layer, _NO_REWRITE):
+    if isinstance(layer, _no_rewrite_types()):
         return f"{name}: no low-rank rewrite exists for this layer type"
     return "unsupported"
 

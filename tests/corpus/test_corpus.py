@@ -136,17 +136,17 @@ def test_depthwise_dominated_budget_says_why(built):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", C.HEAVY)
+@pytest.mark.parametrize("name", ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny"))
 def test_applications_graph_macs_equal_tflite_macs(name, built):
+    """The applications whose graphs hold keras.ops nodes, Normalization and Dense on 4-D; the script counts
+    all nine (tens of seconds per export)."""
     check_macs(built(name))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, schemes", [
-    ("mobilenet_v3_small", SCHEMES),
-    ("efficientnet_b0", ("channel", "weight-svd", "output")),
-    ("convnext_tiny", ("weight-svd", "output")),
-    ("xception", ("channel",)),
+    ("mobilenet_v3_small", SCHEMES),  # ~2 min on the loaded VM
+    ("convnext_tiny", ("weight-svd",)),  # Dense on 4-D; with output too it took ~10 min
 ])
 def test_applications_full_rank_and_budget(name, schemes, built):
     model = built(name)
