@@ -3,7 +3,9 @@
 
 A common energy threshold spreads ranks by sensitivity: a layer whose spectrum decays fast (little error per
 rank dropped) gets a small rank, a flat-spectrum layer keeps more. Layers whose factorization would not
-shrink them at the threshold count at their original cost (the rewriter keeps them).
+shrink them at the threshold count at their original cost (the rewriter keeps them). Ranks rounded to a
+multiple move the total in steps, so what the threshold leaves of the budget is then spent layer by layer
+(`_fill`), in the order the threshold itself would have raised them.
 """
 
 from __future__ import annotations
