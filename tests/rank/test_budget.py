@@ -37,3 +37,27 @@ def test_unreachable_budget_warns():
     layers = _layers(np.random.default_rng(0))
     with pytest.warns(UserWarning, match="cannot be met"):
         budget_energy(layers, 0.01, fixed_cost=10 ** 9)
+
+
+def test_fill_spends_what_rounding_leaves():
+    layers = _layers(np.random.default_rng(0))
+    orig = sum(original_cost(s)[1] for _, s, _, _ in layers)
+
+    def total(ranks):
+        return sum(min(cost("tucker2", s, r)[1], original_cost(s)[1]) for (_, s, _, _), r in zip(layers, ranks))
+
+    _, plain = budget_energy(layers, 0.5, fixed_cost=0, multiple=8, fill=False)
+    _, filled = budget_energy(layers, 0.5, fixed_cost=0, multiple=8)
+    assert total(plain) <= total(filled) <= 0.5 * orig
+    assert all(all(f >= p for f, p in zip(fr, pr)) for fr, pr in zip(filled, plain))  # ranks only grow
+    assert all(r % 8 == 0 or r == full for rs, (_, s, _, _) in zip(filled, layers)
+               for r, full in zip(rs, (s.kernel_shape[2], s.kernel_shape[3])))
+
+
+def test_cp_grows_past_its_spectrum_proxy():
+    """cp's energy ranks stop at min(k*k*c_in, c_out); a loose budget still raises them towards it."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 3, 16, 8))
+    spec = LayerSpec("c", "conv", w.shape, (((16, 16), (16, 16)),), False)
+    _, (ranks,) = budget_energy([("cp", spec, w, None)], 0.9, fixed_cost=0, multiple=8)
+    assert ranks[0] > 8 and cost("cp", spec, ranks)[1] <= 0.9 * original_cost(spec)[1]
