@@ -32,9 +32,9 @@ def add_arguments(parser):
                         help="auto: what to measure: host (int8 latency), qemu:a76 (ARM instructions) or macs")
     parser.add_argument("--auto-schemes", default=",".join(AUTO_SCHEMES),
                         help="auto: the schemes it may choose from")
-    parser.add_argument("--auto-objective", default="task", choices=("task", "shift", "kernel"),
-                        help="auto with --calib-data: task (default: per layer the options on the measured "
-                             "cost/output-shift frontier, cut spread by kernel error), shift (least output shift: "
+    parser.add_argument("--auto-objective", default=None, choices=("task", "shift", "kernel"),
+                        help="auto with --calib-data: task (per layer the scheme the data favour, cut spread by "
+                             "kernel error; default with --finetune-epochs), shift (least output shift; default "
                              "without fine-tuning) or kernel (kernel error alone, as without data)")
     parser.add_argument("--layer-rank", action="append", default=[], metavar="NAME=R[xR2...]",
                         help="explicit ranks for one layer, overriding the rule (repeatable), e.g. conv2=16x32")
@@ -114,7 +114,7 @@ def run(args) -> int:
         layers=tuple(s.strip() for s in args.layers.split(",")) if args.layers else None,
         cp_time_budget_s=args.cp_time_budget, layer_ranks=layer_ranks or None,
         **({"target_latency_ratio": args.target_latency_ratio, "cost_target": args.cost_target,
-            "auto_objective": args.auto_objective,
+            "auto_objective": args.auto_objective or ("task" if args.finetune_epochs else "shift"),
             "auto_schemes": tuple(s.strip() for s in args.auto_schemes.split(",") if s.strip())}
            if args.scheme == "auto" else
            {"target_latency_ratio": args.target_latency_ratio} if args.target_latency_ratio is not None else {}))
