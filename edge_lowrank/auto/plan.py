@@ -6,6 +6,9 @@ three ops' overhead for few MACs saved. So every option of every layer (the laye
 tucker2 or weight-svd at each rank on a grid of multiples of 8) is measured as a micro model on the target
 (`edge_lowrank.auto.costs`, cached per op shape), options that do not beat the original layer are dropped,
 and `edge_lowrank.auto.select` picks one per layer: the least summed kernel error that fits the budget.
+With calibration data the options are also priced on the task (`edge_lowrank.auto.sensitivity`: the model's
+output shift with each option alone): the data pick each layer's scheme, kernel error spreads the cut across
+layers, and whole choices are measured together (`auto_objective`, docs/auto.md).
 
 Budgets:
     target_latency_ratio r: the model's cost (measured whole-model cost of everything that is not a
@@ -28,7 +31,7 @@ import numpy as np
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES, Option, layer_options
 from edge_lowrank.auto.select import Selection, best_scheme, choose, task_frontier
-from edge_lowrank.rank.schemes import cost as scheme_cost_
+from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
 from edge_lowrank.rank.select import RankChoice
 
 
@@ -129,8 +132,6 @@ def _single_scheme_ranks(plans, policy, total_macs) -> dict:
 
 def _single_meets(scheme, ranks, rows, fixed_macs, target_macs) -> bool:
     """Whether a single scheme's ranks meet the MAC budget (layers it would not shrink stay as they are)."""
-    from edge_lowrank.rank.schemes import cost as scheme_cost
-
     total = fixed_macs
     for p, opts in rows:
         r = ranks.get(id(p))
@@ -302,7 +303,7 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
             for p, opts in kernel_rows:
                 r = ranks.get(id(p))
                 i = next((i for i, o in enumerate(opts) if o.scheme == s and o.ranks == r), None) if r else 0
-                picks.append(0 if i is None and scheme_cost_(s, p.spec, r)[1] >= opts[0].macs else i)
+                picks.append(0 if i is None and scheme_cost(s, p.spec, r)[1] >= opts[0].macs else i)
             if None not in picks:
                 single_picks[s] = tuple(picks)
         met_singles = [s for s in singles if _single_meets(s, singles[s], rows, fixed_macs, target_macs)]
@@ -367,8 +368,6 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
                      else "kernel error: no calibration data (give calib_data to price options on the task)")
     if not selection.met:
         warnings.warn(f"auto: the budget cannot be met ({rule}); the cheapest options are used.", stacklevel=3)
-
-    from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
 
     detail = {}
     for k, ((p, opts), i) in enumerate(zip(rows, selection.picks)):

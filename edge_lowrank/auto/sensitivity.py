@@ -10,7 +10,7 @@ the mean KL divergence of its softmax from the original's (relative squared erro
 probabilities). Nothing is rebuilt: the kernel variable is set and restored, so an option costs one forward pass.
 
 Per-layer shifts do not add up exactly (damage compounds), so `plan_auto` also measures whole candidate
-choices together (`TaskProbe.shift` of several layers at once) and keeps the one that moves the output least.
+choices together (`TaskProbe.measure` of several layers at once) and keeps the one that moves the output least.
 """
 
 from __future__ import annotations
