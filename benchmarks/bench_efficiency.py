@@ -175,6 +175,7 @@ def child_one(spec: dict) -> dict:
     if scheme != "baseline":
         try:
             policy = CompressionPolicy(scheme=scheme, target_mac_ratio=ratio, cp_time_budget_s=spec["cp_time_budget"],
+                                       rank_multiple=spec.get("rank_multiple", 8),
                                        calib_data=calib_data(arch, size) if scheme == "output-channels" else None)
         except (RankError, ValueError, TypeError) as e:
             res.update(status="unavailable", message=" ".join(str(e).split())[:300])
@@ -215,7 +216,9 @@ def child_one(spec: dict) -> dict:
         res["touched_macs_after"] = int(sum(d.macs_after for d in fact))
         res["peak_rss_after_compress_mb"] = peak_rss_mb()
         new_sigs = layer_signatures(new)
-        res["new_layers"] = [d for d in new_sigs if d["name"] not in original_sigs]
+        # output-channels keeps the names and changes the shapes: a layer is new when its signature is
+        res["new_layers"] = [d for d in new_sigs if d["name"] not in original_sigs
+                             or original_sigs[d["name"]]["key"] != d["key"]]
         res["replaced_layers"] = [original_sigs[d.name] for d in fact if d.name in original_sigs]
     res["mac_ratio"] = res["macs_after"] / res["macs_before"]
     res["all_layers"] = [{"key": d["key"], "kind": d["kind"], "macs": d["macs"]} for d in layer_signatures(new)]
@@ -324,6 +327,7 @@ def produce(args, arch: str, size: int, schemes: list[str], log) -> dict:
     rows = {}
     for scheme in ["baseline"] + schemes:
         stem = variant_path(out, arch, size, scheme, args.ratio, args.alpha)
+        stem += f"-m{args.rank_multiple}" if scheme != "baseline" and args.rank_multiple != 8 else ""
         result_path = out / f"{stem}.json"
         if result_path.exists():
             try:
@@ -336,7 +340,7 @@ def produce(args, arch: str, size: int, schemes: list[str], log) -> dict:
             except (OSError, ValueError, KeyError):
                 pass
         spec = {"arch": arch, "scheme": scheme, "input_size": size, "ratio": args.ratio, "alpha": args.alpha,
-                "cp_time_budget": args.cp_time_budget, "out_dir": str(out), "int8_name": f"{stem}-int8.tflite",
+                "cp_time_budget": args.cp_time_budget, "rank_multiple": args.rank_multiple, "out_dir": str(out), "int8_name": f"{stem}-int8.tflite",
                 "fp32_name": f"{stem}-float32.tflite"}
         t = time.monotonic()
         log(f"  {arch} {size}px {scheme}: rewriting and converting in a child process ...")
@@ -548,6 +552,7 @@ def parse_args(argv):
     ap.add_argument("--archs", default=",".join(ARCHS), help=f"comma list of {', '.join(ARCHS)}")
     ap.add_argument("--schemes", default=",".join(SCHEMES), help=f"comma list of {', '.join(SCHEMES)}")
     ap.add_argument("--ratio", type=float, default=0.5, help="target whole-model MAC ratio (0, 1)")
+    ap.add_argument("--rank-multiple", type=int, default=8, help="ranks / widths rounded up to this multiple")
     ap.add_argument("--input-size", type=int, default=224, help="square input size (>= 32)")
     ap.add_argument("--arm-input-size", type=int, default=None, help="input size for QEMU (default: --input-size)")
     ap.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
@@ -584,6 +589,8 @@ def parse_args(argv):
     if args.cp_time_budget <= 0 or args.min_secs < 0 or args.rounds < 1 or args.child_timeout <= 0:
         raise ArgError("invalid timing argument: --cp-time-budget and --child-timeout must be > 0, "
                        "--min-secs >= 0, --rounds >= 1")
+    if args.rank_multiple < 1:
+        raise ArgError(f"invalid --rank-multiple {args.rank_multiple}: expected an int >= 1")
     if args.profile_max_ops < 0:
         raise ArgError(f"invalid --profile-max-ops {args.profile_max_ops}: expected an int >= 0")
     prof = args.arm_profile.lower()

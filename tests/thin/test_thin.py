@@ -265,3 +265,13 @@ def test_refit_of_a_3x3_consumer_matches_least_squares():
     sol = np.linalg.lstsq(np.c_[np.ones(len(sub)), sub], p @ w.reshape(-1, 4) + b, rcond=None)[0]
     np.testing.assert_allclose(k.reshape(-1, 4), sol[1:], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(nb, sol[0], rtol=1e-3, atol=1e-3)
+
+
+def test_cli_takes_the_scheme_and_needs_calibration_data(tmp_path, capsys):
+    from edge_lowrank.cli.main import main
+
+    path = tmp_path / "m.keras"
+    inverted_residual_model().save(path)
+    code = main(["compress", str(path), "--scheme", "output-channels", "--target-mac-ratio", "0.5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "calibration" in err and "output-channels" in err
