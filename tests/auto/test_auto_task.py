@@ -167,3 +167,42 @@ def test_compress_cli_prices_on_calibration_data(tmp_path, capsys):
         out = capsys.readouterr().out
         assert code == 0 and f"auto objective: {said}" in out
         assert json.loads(rep.read_text())["auto"]["objective"].startswith(said)
+
+
+def test_probe_on_a_separable_pointwise_and_a_conv1d():
+    """The kernel the probe substitutes is the pointwise one of a SeparableConv2D, the 3-D one of a Conv1D."""
+    from edge_lowrank.auto import plan as P
+    from edge_lowrank.auto.candidates import Option
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((10, 10, 4))
+    x = keras.layers.SeparableConv2D(16, 3, padding="same", name="sep")(inp)
+    x = keras.layers.Reshape((100, 16))(x)
+    x = keras.layers.Conv1D(12, 3, name="c1d")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    m = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
+    x = np.random.default_rng(0).standard_normal((16, 10, 10, 4)).astype(np.float32)
+    plans = {}
+    orig = P.plan_auto
+
+    def spy(model, policy, live, **kw):
+        plans.update({p.site.name: p for p in live})
+        return orig(model, policy, live, **kw)
+
+    P.plan_auto = spy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
+    finally:
+        P.plan_auto = orig
+    probe = TaskProbe(m, x)
+    for name, scheme, rank in (("sep", "weight-svd", 2), ("c1d", "channel", 4)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one, rep = compress(m, CompressionPolicy(scheme, layers=(name,), layer_ranks={name: rank},
+                                                     rank_multiple=1, skip_unprofitable=False))
+        assert rep.changed
+        want = divergence(probe.ref, [np.asarray(one.predict(x, verbose=0))])
+        got, _ = probe.measure([(plans[name], Option(scheme, (rank,), 0.0, 0, 0))])
+        assert want > 0 and got == pytest.approx(want, rel=1e-3, abs=1e-7)
