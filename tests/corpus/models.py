@@ -138,6 +138,19 @@ def _mini_xception(keras, L):
     return keras.Model(inp, L.Activation("softmax")(x), name="mini_xception")
 
 
+def _convnext_block(keras, L):
+    """ConvNeXt's block at toy width: 7x7 depthwise, LayerNormalization, Dense on a 4-D tensor, GELU."""
+    x = inp = keras.Input((32, 32, 3))
+    x = L.LayerNormalization(epsilon=1e-6)(L.Conv2D(24, 4, strides=4)(x))
+    for _ in range(2):
+        y = L.DepthwiseConv2D(7, padding="same")(x)
+        y = L.LayerNormalization(epsilon=1e-6)(y)
+        y = L.Dense(96, activation="gelu")(y)
+        x = L.Add()([x, L.Dense(24)(y)])
+    x = L.LayerNormalization(epsilon=1e-6)(L.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, L.Dense(CLASSES)(x), name="convnext_block")
+
+
 def _mlp(keras, L):
     return keras.Sequential([keras.Input((64,)), L.Dense(128, activation="relu"), L.Dense(96, activation="relu"),
                              L.Dense(CLASSES)], name="mlp")
@@ -203,6 +216,7 @@ _H = [
     ("shared_layer", _shared, ("Conv2D", "shared Conv2D")),
     ("preprocessing", _preprocessing, ("Rescaling", "Normalization", "Conv2D")),
     ("mini_xception", lambda k, L: _bn_params(_mini_xception(k, L)), ("SeparableConv2D", "strided 1x1 Conv2D")),
+    ("convnext_block", _convnext_block, ("LayerNormalization", "7x7 DepthwiseConv2D", "Dense on 4-D", "gelu")),
     ("mlp", _mlp, ("Dense",)),
     ("conv1d_dilated", _conv1d, ("Conv1D", "dilated Conv1D", "GlobalAveragePooling1D")),
     ("unet", _unet, ("UpSampling2D", "Concatenate", "Conv2DTranspose")),
