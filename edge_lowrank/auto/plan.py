@@ -251,10 +251,13 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     objective = policy.auto_objective if calib is not None and rows else "kernel"
     probe, shifts, kernel_rows, kernel_shifts = None, None, rows, None
     if objective != "kernel":
-        from edge_lowrank.auto.sensitivity import TaskProbe
+        from edge_lowrank.auto.sensitivity import TaskProbe, probe_plan
 
-        probe = TaskProbe(model, calib)
-        shifts = [[0.0] + [probe.shift(p, o) for o in opts[1:]] for p, opts in rows]
+        n_calib = len(calib[0]) if isinstance(calib, (list, tuple)) else len(calib)
+        images, probes = probe_plan(prof.macs, sum(len(opts) - 1 for _, opts in rows), n_calib)
+        probe = TaskProbe(model, calib, images=images)
+        shifts = [[0.0] + probe.layer_shifts(p, opts[1:], probes) for p, opts in rows]
+        passes = probe.evaluations
         kernel_shifts = shifts
         if objective == "task":
             # the data pick each layer's scheme (the one whose options shift the output least over the costs
@@ -355,8 +358,9 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         best = min(pool, key=lambda n: (candidates[n]["shift"], n != objective))
         candidates[best]["chosen"] = True
         rows, shifts, selection = choices[best]
+        some = "" if probes is None else f"; {probes} per layer and scheme measured, the rest interpolated"
         what = (f"output shift (KL of the softmax) of each option alone on {probe.n} calibration images "
-                f"({probe.evaluations} forward passes)")
+                f"({passes} forward passes{some})")
         objective = (f"task: per layer the scheme with the least {what} at equal measured cost, its options "
                      f"on the cost / shift frontier; kernel error across layers" if objective == "task"
                      else f"shift: summed {what}")

@@ -20,6 +20,25 @@ import numpy as np
 from edge_lowrank.factorize.spatial import spatial_matrix
 
 TASK_IMAGES = 256
+# Forward-pass MACs the probe spends measuring every option on up to TASK_IMAGES images (the sample ResNet needs
+# 3.7e11: 82 options x 200 images, 30-70 s under load). Above it: SMALL_IMAGES images and PROBES options per
+# layer and scheme, the others interpolated (log shift, linear in kernel error): AIMET's few ranks per layer.
+PROBE_MACS = 5e11
+SMALL_IMAGES = 32
+PROBES = 3
+
+
+def probe_plan(model_macs: float, options: int, images: int) -> tuple[int, int | None]:
+    """(images, options measured per layer and scheme or None for all) within `PROBE_MACS`.
+
+    Example:
+        >>> probe_plan(22.7e6, 82, 200), probe_plan(1.02e9, 1300, 200)
+        ((200, None), (32, 3))
+    """
+    n = min(images, TASK_IMAGES)
+    if model_macs * options * n <= PROBE_MACS:
+        return n, None
+    return min(n, SMALL_IMAGES), PROBES
 
 
 class KernelApprox:
@@ -145,3 +164,21 @@ class TaskProbe:
     def shift(self, plan, option) -> float:
         """The output shift of `option` for `plan`'s layer alone."""
         return self.measure([(plan, option)])[0]
+
+    def layer_shifts(self, plan, options, probes: int | None = None) -> list[float]:
+        """The shift of each of `options` (factorized ones of one layer) alone; with `probes`, only that many
+        per scheme are measured (spread over the kernel errors) and the rest interpolated in log shift."""
+        out = [None] * len(options)
+        for scheme in dict.fromkeys(o.scheme for o in options):
+            idx = sorted((i for i, o in enumerate(options) if o.scheme == scheme), key=lambda i: options[i].error)
+            picked = idx if probes is None or len(idx) <= probes else \
+                [idx[int(round(k))] for k in np.linspace(0, len(idx) - 1, probes)]
+            for i in picked:
+                out[i] = self.shift(plan, options[i])
+            if len(picked) < len(idx):
+                xs = [options[i].error for i in picked]
+                ys = [np.log(max(out[i], 0.0) + 1e-9) for i in picked]
+                for i in idx:
+                    if out[i] is None:
+                        out[i] = float(np.exp(np.interp(options[i].error, xs, ys)) - 1e-9)
+        return out

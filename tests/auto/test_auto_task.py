@@ -206,3 +206,38 @@ def test_probe_on_a_separable_pointwise_and_a_conv1d():
         want = divergence(probe.ref, [np.asarray(one.predict(x, verbose=0))])
         got, _ = probe.measure([(plans[name], Option(scheme, (rank,), 0.0, 0, 0))])
         assert want > 0 and got == pytest.approx(want, rel=1e-3, abs=1e-7)
+
+
+def test_few_probes_interpolate_between_measured_options():
+    from edge_lowrank.auto import plan as P
+    from edge_lowrank.auto.sensitivity import probe_plan
+
+    assert probe_plan(22.7e6, 82, 200) == (200, None)  # the sample ResNet: every option on 200 images
+    assert probe_plan(1.02e9, 1300, 200) == (32, 3)  # ResNet-50 at 112 x 112: a few per layer and scheme
+    m = _model()
+    plans = {}
+    orig = P.plan_auto
+
+    def spy(model, policy, live, **kw):
+        plans.update({p.site.name: p for p in live})
+        return orig(model, policy, live, **kw)
+
+    P.plan_auto = spy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
+    finally:
+        P.plan_auto = orig
+    p = plans["c2"]
+    opts = layer_options(p.spec, p.kernel, schemes=("spatial",), multiple=2)[1:]
+    assert len(opts) > 3
+    probe = TaskProbe(m, _calib())
+    every = probe.layer_shifts(p, opts)
+    before = probe.evaluations
+    few = probe.layer_shifts(p, opts, probes=3)
+    assert probe.evaluations - before == 3
+    ends = [min(range(len(opts)), key=lambda i: opts[i].error), max(range(len(opts)), key=lambda i: opts[i].error)]
+    for i in ends:  # the extremes are measured, the rest lie between them
+        assert few[i] == pytest.approx(every[i], rel=1e-6)
+    assert all(min(every) * 0.99 <= f <= max(every) * 1.01 for f in few)
