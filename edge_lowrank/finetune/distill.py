@@ -56,11 +56,12 @@ def top1(model, data, batch_size: int = 256) -> float:
 
 
 SCHEDULES = ("auto", "constant", "cosine", "warmup-cosine")
+RECIPE = "kd+reestimate-affine/2"  # changes when a default above changes what a fine-tune produces (stage keys)
 
 
 def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, temperature: float = 4.0,
             alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = 5e-4,
-            seed: int = 0, schedule: str = "auto", reestimate: str = "none", reestimate_samples: int = 1024,
+            seed: int = 0, schedule: str = "auto", reestimate: str = "affine", reestimate_samples: int = 1024,
             freeze_bn: bool = True) -> dict:
     """Fine-tune `student` in place on `train` (a `Dataset`) with soft targets from `teacher`.
 
@@ -73,7 +74,10 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
             warm-up over the first 10 % of the steps, then cosine), or auto (constant for one epoch, else
             cosine).
         reestimate: before training, match each rewritten block's per-channel output statistics to the
-            teacher's on the first `reestimate_samples` training images (`recalibrate`: mean, affine, none).
+            teacher's on the first `reestimate_samples` training images (`recalibrate`: affine, mean, none).
+            Affine (mean and spread, "BN re-estimation") is the default: on the sample ResNet, spatial at a
+            third of the MACs, 1 epoch on 5,000 images, it lifted float top-1 from 90.67 % to 91.04 % (mean of
+            3 seeds; docs/schemes.md "Fine-tuning"), for about 2 % of the epoch's time.
         freeze_bn: keep the BatchNormalization layers left in the student in inference mode.
         verbose: Keras' progress bar per epoch.
 

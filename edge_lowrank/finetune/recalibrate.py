@@ -30,9 +30,10 @@ def rewritten_sites(student, teacher) -> list[tuple[object, str]]:
     for lyr in student.layers:
         if isinstance(lyr, keras.layers.Identity) and lyr.name in teacher_names and isinstance(
                 teacher.get_layer(lyr.name), keras.layers.BatchNormalization):
-            src = getattr(lyr.input, "_keras_history", None)
-            if src is not None:
-                after[src[0].name] = lyr.name
+            for node in (n for nodes in student._nodes_by_depth.values() for n in nodes if n.operation is lyr):
+                src = getattr(node.input_tensors[0], "_keras_history", None) if node.input_tensors else None
+                if src is not None:
+                    after[src[0].name] = lyr.name
     sites = []
     for lyr in student.layers:
         if not isinstance(lyr, keras.Sequential) or lyr.name not in teacher_names:
@@ -57,17 +58,19 @@ def _output_in(model, layer):
 
 
 def _channel_stats(model, x, batch_size):
-    """Per-channel mean and standard deviation of `model`'s output over `x` (all axes but the last)."""
-    s = s2 = None
-    n = 0
+    """Per-channel mean and standard deviation of `model`'s output (or of each output, as a list) over `x`."""
+    sums = None
     for i in range(0, len(x), batch_size):
-        y = np.asarray(model(x[i:i + batch_size], training=False), np.float64)
-        y = y.reshape(-1, y.shape[-1])
-        s = y.sum(0) if s is None else s + y.sum(0)
-        s2 = (y * y).sum(0) if s2 is None else s2 + (y * y).sum(0)
-        n += len(y)
-    mean = s / n
-    return mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+        ys = model(x[i:i + batch_size], training=False)
+        ys = [np.asarray(y, np.float64) for y in (ys if isinstance(ys, (list, tuple)) else [ys])]
+        ys = [y.reshape(-1, y.shape[-1]) for y in ys]
+        part = [(y.sum(0), (y * y).sum(0), len(y)) for y in ys]
+        sums = part if sums is None else [(a + c, b + d, n + m) for (a, b, n), (c, d, m) in zip(sums, part)]
+    stats = []
+    for s, s2, n in sums:
+        mean = s / n
+        stats.append((mean, np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))))
+    return stats if len(stats) > 1 else stats[0]
 
 
 def recalibrate(student, teacher, x, *, mode: str = "affine", batch_size: int = 256) -> list[dict]:
@@ -81,11 +84,16 @@ def recalibrate(student, teacher, x, *, mode: str = "affine", batch_size: int = 
     if mode == "none" or len(x) == 0:
         return []
     rows = []
-    for block, target in rewritten_sites(student, teacher):
+    sites = rewritten_sites(student, teacher)
+    if not sites:
+        return rows
+    # the teacher's statistics in one pass; the student's per block, after the corrections before it
+    probe_t = keras.Model(teacher.inputs[0], [_output_in(teacher, teacher.get_layer(t)) for _, t in sites])
+    wanted = _channel_stats(probe_t, x, batch_size)
+    wanted = wanted if len(sites) > 1 else [wanted]
+    for (block, target), (mu_t, sd_t) in zip(sites, wanted):
         probe_s = keras.Model(student.inputs[0], _output_in(student, block))
-        probe_t = keras.Model(teacher.inputs[0], _output_in(teacher, teacher.get_layer(target)))
         mu_s, sd_s = _channel_stats(probe_s, x, batch_size)
-        mu_t, sd_t = _channel_stats(probe_t, x, batch_size)
         scale = np.ones_like(mu_s)
         clipped = 0
         if mode == "affine":  # dead or near-constant channels keep their scale; no channel grows or shrinks > 4x

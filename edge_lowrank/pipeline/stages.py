@@ -354,7 +354,8 @@ class Pipeline:
         name = f"model:{scheme}"
         inputs = {"model": inp.model_sha, "policy": self._policy_kwargs(scheme), "seed": cfg.seed,
                   "finetune": {"epochs": cfg.finetune_epochs, "samples": len(inp.train) if inp.train else 0,
-                               "batch_size": cfg.batch_size, "data": inp.fingerprints["train"]},
+                               "batch_size": cfg.batch_size, "data": inp.fingerprints["train"],
+                               "recipe": _distill_recipe()},
                   "calib": [inp.fingerprints["calib"], len(inp.calib)]}
         return self._stage(name, inputs, lambda: self._make_model(scheme))
 
@@ -567,6 +568,13 @@ class Pipeline:
             return {"instructions": r.instructions_per_inference, "error": r.error}, []
         except EdgeLowrankError as e:
             return {"instructions": None, "error": _first_line(e)}, []
+
+
+def _distill_recipe() -> str:
+    """The fine-tuning recipe's version: a model stage recorded under other distillation defaults reruns."""
+    from edge_lowrank.finetune.distill import RECIPE
+
+    return RECIPE
 
 
 def _jsonable(o):
