@@ -2,8 +2,10 @@
 distillation, on a sample model and Fashion-MNIST (issue 14).
 
     python benchmarks/bench_thin_accuracy.py                       # resnet_fmnist, 2x, output-channels vs spatial
-    python benchmarks/bench_thin_accuracy.py --budgets 2,3 --schemes output-channels,spatial,channel \
+    python benchmarks/bench_thin_accuracy.py --budgets 2,3 --schemes output-channels,output-channels:sym,spatial \
         --train-samples 10000 --test-samples 10000
+
+`output-channels:sym` fits every pair on the original model's activations alone (no asymmetric refit).
 
 Every scheme gets `CompressionPolicy(scheme, target_mac_ratio=1/budget)` (calibration images from
 fashion-mnist:calib for the data-driven schemes), then `distill(epochs=--epochs, seed 0)` on the first
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
     from edge_lowrank.modelio import load_keras_model
     from edge_lowrank.profile import profile_model
     from edge_lowrank.rewrite import CompressionPolicy, compress
+    from edge_lowrank.rewrite.thin import thin
 
     model = load_keras_model(args.model)
     test = load_dataset("fashion-mnist:test").take(args.test_samples)
@@ -70,11 +73,12 @@ def main(argv=None) -> int:
     for budget in budgets:
         for scheme in filter(None, (s.strip() for s in args.schemes.split(","))):
             t0 = time.monotonic()
-            pol = CompressionPolicy(scheme, target_mac_ratio=1.0 / budget,
-                                    calib_data=calib if scheme in DATA_DRIVEN else None)
+            name, _, variant = scheme.partition(":")  # output-channels:sym = the symmetric fit alone
+            pol = CompressionPolicy(name, target_mac_ratio=1.0 / budget,
+                                    calib_data=calib if name in DATA_DRIVEN else None)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                new, _ = compress(model, pol)
+                new, _ = thin(model, pol, asymmetric=False) if variant == "sym" else compress(model, pol)
             t_compress = time.monotonic() - t0
             before = 100 * top1(new, test)
             distill(new, model, train, epochs=args.epochs, verbose=False, seed=0)

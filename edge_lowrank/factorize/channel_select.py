@@ -86,6 +86,15 @@ def patches(x: np.ndarray, kernel=(1, 1), strides=(1, 1), padding="valid", dilat
     return out.reshape(n * m, kh * kw * c)
 
 
+def cross_moment(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Sum of [1, p]^T [1, q] over paired rows (the same positions of two models' feature maps)."""
+    r, o = np.asarray(rows, np.float32), np.asarray(other, np.float32)
+    a = np.empty((r.shape[1] + 1, o.shape[1] + 1))
+    a[1:, 1:] = r.T @ o
+    a[0, 1:], a[1:, 0], a[0, 0] = o.sum(0, dtype=np.float64), r.sum(0, dtype=np.float64), len(r)
+    return a
+
+
 def augmented_moment(rows: np.ndarray) -> tuple[np.ndarray, int]:
     """(sum of [1, p]^T [1, p] over the rows, number of rows): add these up over batches, divide at the end."""
     r = np.asarray(rows, np.float32)
@@ -121,9 +130,14 @@ def _ridge(a: np.ndarray, ridge: float) -> float:
 
 
 def eliminate(a: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None,
-              ridge: float = DEFAULT_RIDGE) -> ChannelPath:
+              ridge: float = DEFAULT_RIDGE, cross: np.ndarray | None = None,
+              orig: np.ndarray | None = None) -> ChannelPath:
     """Greedy backward elimination of the consumer's input channels on the normalised augmented moment `a`
-    (from `augmented_moment`, divided by its row count). `kernel` is HWIO (or (C, N) for Dense)."""
+    (from `augmented_moment`, divided by its row count). `kernel` is HWIO (or (C, N) for Dense).
+
+    Asymmetric (He et al.): `a` is the moment of the inputs the consumer gets in the already-thinned model,
+    `cross` = E[[1, p_thin]^T [1, p_orig]] and `orig` the original inputs' moment; the target stays the
+    original outputs."""
     c = kernel.shape[-2]
     k = int(np.prod(kernel.shape[:-2])) if kernel.ndim > 2 else 1
     w_aug = _augmented(kernel, bias)
@@ -131,10 +145,12 @@ def eliminate(a: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None,
     d = len(a)
     p = np.linalg.inv(a + lam * np.eye(d))
     p = (p + p.T) / 2
-    w = w_aug.copy()  # the ridge refit at the current set: the original weights at full width
+    # the ridge refit at the current set: the original weights at full width (symmetric case)
+    w = w_aug.copy() if cross is None else p @ (cross @ w_aug + lam * w_aug)
+    a_orig = a if orig is None else orig
     groups = 1 + np.arange(c)[:, None] + np.arange(k)[None, :] * c  # (C, k): each channel's rows
     alive = np.ones(c, bool)
-    energy = _centred_energy(a, w_aug)
+    energy = _centred_energy(a_orig, w_aug)
     order, rise = [], []
     live = np.arange(d)  # rows of `a` still held in p and w (removed ones are zero until compacted)
     where = np.arange(d)
@@ -177,26 +193,36 @@ def eliminate(a: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None,
 
 
 def refit(a: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, keep: np.ndarray,
-          ridge: float = DEFAULT_RIDGE) -> tuple[np.ndarray, np.ndarray, float]:
+          ridge: float = DEFAULT_RIDGE, cross: np.ndarray | None = None,
+          orig: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The consumer's kernel on the kept input channels and its bias, refit by ridge least squares (towards
     the original weights) to reproduce its original linear outputs; and the relative output error on the
-    data behind `a` (vs the centred output energy). Full width returns the original weights."""
+    data behind `a` (vs the centred output energy). Full width returns the original weights.
+    `cross`/`orig`: the asymmetric fit, as in `eliminate`."""
     c = kernel.shape[-2]
     k = int(np.prod(kernel.shape[:-2])) if kernel.ndim > 2 else 1
     keep = np.sort(np.asarray(keep))
     w_aug = _augmented(kernel, bias)
     n = kernel.shape[-1]
-    if len(keep) == c:
+    if len(keep) == c and cross is None:
         b = np.zeros(n) if bias is None else np.asarray(bias, np.float64)
         return kernel.astype(np.float64), b, 0.0
     rows = np.concatenate([[0], _rows(keep, k, c)])
     lam = _ridge(a, ridge)
     lhs = a[np.ix_(rows, rows)] + lam * np.eye(len(rows))
-    rhs = a[rows] @ w_aug + lam * w_aug[rows]
-    new = np.linalg.solve(lhs, rhs)
-    diff = w_aug.copy()
-    diff[rows] -= new
-    err = float(np.sqrt(max(np.sum(diff * (a @ diff)) / a[0, 0], 0.0) / _centred_energy(a, w_aug)))
+    if cross is None:
+        rhs = a[rows] @ w_aug + lam * w_aug[rows]
+        new = np.linalg.solve(lhs, rhs)
+        diff = w_aug.copy()
+        diff[rows] -= new
+        sq = np.sum(diff * (a @ diff))
+        energy = _centred_energy(a, w_aug)
+    else:
+        target = cross[rows] @ w_aug  # E[[1, p_thin]^T y_orig] on the kept rows
+        new = np.linalg.solve(lhs, target + lam * w_aug[rows])
+        sq = np.sum(w_aug * (orig @ w_aug)) - 2 * np.sum(new * target) + np.sum(new * (a[np.ix_(rows, rows)] @ new))
+        energy = _centred_energy(orig, w_aug)
+    err = float(np.sqrt(max(sq / a[0, 0], 0.0) / energy))
     new_kernel = new[1:].reshape(kernel.shape[:-2] + (len(keep), n))
     return new_kernel, new[0], err
 

@@ -53,6 +53,8 @@ class _Pair:
     width: int | None = None
     refit_error: float | None = None
     rows: int = 0  # calibration rows behind `moment`
+    cross: np.ndarray | None = None  # asymmetric fit: E[[1, p_thin]^T [1, p_orig]]
+    orig: np.ndarray | None = None  # asymmetric fit: the original inputs' moment
 
     @property
     def ridge(self) -> float:
@@ -369,7 +371,7 @@ def _edits(pairs, refit: bool, consumers_after: dict):
             out_keep[id(b)] = keep
         k, b = _consumer_kernel(p)
         if refit:
-            nk, nb, p.refit_error = CS.refit(p.moment, k, b, keep, p.ridge)
+            nk, nb, p.refit_error = CS.refit(p.moment, k, b, keep, p.ridge, p.cross, p.orig)
         else:
             nk, nb = CS.naive(k, b, keep)
             p.refit_error = CS.output_error(p.moment, k, b, nk, nb, keep)
@@ -460,6 +462,41 @@ def _clone(model, weights, out_keep, cfg_edit):
 # -------------------------------------------------------------------------------------------------- entry
 
 
+def _fit_asymmetric(model, cut, calib, verbose: bool = False, seed: int = 0) -> None:
+    """He et al.'s asymmetric fit: pair by pair in graph order, choose the channels and refit the consumer on
+    the inputs it gets from the model thinned so far, against its original outputs, so each refit also
+    absorbs the error of the pairs before it. Pairs inside nested models keep the symmetric fit; widths stay."""
+    import keras
+
+    top = [p for p in cut if p.model is model]
+    xs = list(calib) if isinstance(calib, (list, tuple)) else [calib]
+    n = len(xs[0])
+    for i, p in enumerate(top[1:], start=1):
+        t0 = time.monotonic()
+        ws, keep, cfg = _edits(top[:i], True, _bn_after(top[:i]))
+        cur = _clone(model, ws, keep, cfg)
+        probe_o = keras.Model(model.inputs, p.consumer_node.input_tensors[0])
+        probe_t = keras.Model(cur.inputs, cur.get_layer(p.consumer.name).input)
+        tt = to = oo = None
+        count = 0
+        for j in range(0, n, BATCH):
+            batch = [x[j:j + BATCH] for x in xs]
+            xo = np.asarray(probe_o(batch, training=False), np.float32)
+            xt = np.asarray(probe_t(batch, training=False), np.float32)
+            ro = _patch_rows(p, xo, n, np.random.default_rng(seed + j))
+            rt = _patch_rows(p, xt, n, np.random.default_rng(seed + j))  # the same positions
+            a_tt, c = CS.augmented_moment(rt)
+            a_to, a_oo = CS.cross_moment(rt, ro), CS.augmented_moment(ro)[0]
+            tt, to, oo = (a_tt, a_to, a_oo) if tt is None else (tt + a_tt, to + a_to, oo + a_oo)
+            count += c
+        p.moment, p.cross, p.orig, p.rows = tt / count, to / count, oo / count, count
+        k, b = _consumer_kernel(p)
+        p.path = CS.eliminate(p.moment, k, b, p.ridge, p.cross, p.orig)
+        if verbose:
+            print(f"  {p.name}: channels re-chosen on the thinned model's inputs in {time.monotonic() - t0:.1f} s",
+                  flush=True)
+
+
 def _check_calib(model, policy):
     from edge_lowrank.rewrite.base import _check_calib as check
 
@@ -469,11 +506,12 @@ def _check_calib(model, policy):
     return check(model, dataclasses.replace(policy, scheme="output"))
 
 
-def thin(model, policy, *, verbose: bool = False, refit: bool = True):
+def thin(model, policy, *, verbose: bool = False, refit: bool = True, asymmetric: bool = True):
     """`compress` for scheme "output-channels": (new_model, RewriteReport).
 
     `refit=False` keeps the same channel choice but only cuts the consumer's kernel (no least squares): the
-    naive baseline the refit is measured against.
+    naive baseline the refit is measured against. `asymmetric=False` fits every pair on the original model's
+    activations alone (widths are chosen that way in both cases).
     """
     import keras
 
@@ -509,6 +547,8 @@ def thin(model, policy, *, verbose: bool = False, refit: bool = True):
         if policy.skip_unprofitable and p.width >= p.channels:
             p.reason = f"width {p.width} is not below its {p.channels} channels: nothing to cut"
     cut = [p for p in live if p.reason is None]
+    if refit and asymmetric and len(cut) > 1:
+        _fit_asymmetric(model, cut, calib, verbose)
     weights, out_keep, cfg = _edits(cut, refit, _bn_after(cut))
     new_model = _clone(model, weights, out_keep, cfg)
     before, after = profile_model(model), profile_model(new_model)
