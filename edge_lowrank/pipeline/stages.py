@@ -345,7 +345,9 @@ class Pipeline:
             latency = cfg.target_latency_ratio
             return {"scheme": scheme, "target_latency_ratio": latency, "cost_target": cfg.cost_target,
                     "target_mac_ratio": None if latency is not None else cfg.target_mac_ratio,
-                    "rank_multiple": cfg.rank_multiple}
+                    "rank_multiple": cfg.rank_multiple,
+                    # priced on the calibration data: least output shift when nothing is fine-tuned (docs/auto.md)
+                    "auto_objective": "task" if cfg.finetune_epochs > 0 else "shift"}
         return {"scheme": scheme, "rank": cfg.rank, "rank_fraction": cfg.rank_fraction, "energy": cfg.energy,
                 "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple}
 
