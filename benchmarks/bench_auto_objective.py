@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-samples", type=int, default=5000)
     ap.add_argument("--test-samples", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--cost-target", default="host", help="auto's cost: host (default), qemu:a76 or macs")
     ap.add_argument("--spearman", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
     for v in filter(None, args.variants.split(",")):
         t0 = time.monotonic()
         if v.startswith("auto"):
-            pol = CompressionPolicy("auto", target_mac_ratio=ratio, calib_data=calib,
+            pol = CompressionPolicy("auto", target_mac_ratio=ratio, calib_data=calib, cost_target=args.cost_target,
                                     auto_objective=v.split("-", 1)[1])
         else:
             pol = CompressionPolicy(v, target_mac_ratio=ratio)
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
         print(f"{v:12s} MACs {row['macs_ratio']:.3f}x  top-1 before {row['top1_before']:.2f}  after "
               f"{row['top1_after']:.2f}  ({t_compress:.0f} s compress)  {row['layers']}", flush=True)
         if rep.auto:
-            print(f"   cost {row['predicted_cost']:.1f} of {row['original_cost']:.1f} us; singles "
+            print(f"   cost {row['predicted_cost']:.1f} of {row['original_cost']:.1f}; singles "
                   f"{ {k: round(c, 1) for k, c in (row['single_scheme_cost'] or {}).items()} }; "
                   f"{row['objective']}", flush=True)
             for name, c in (row["candidates"] or {}).items():
