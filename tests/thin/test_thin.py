@@ -306,3 +306,24 @@ def test_asymmetric_refit_absorbs_upstream_error():
     sol = np.linalg.lstsq(np.c_[np.ones(len(fit_t)), fit_t], fit_o @ w + b, rcond=None)[0]
     np.testing.assert_allclose(k, sol[1:], atol=2e-2)  # float32 moments of nearly collinear channels
     assert 0 <= asy_err < 1
+
+
+def test_cli_writes_the_thinned_model(tmp_path, capsys):
+    import json
+
+    from edge_lowrank.cli.main import main
+
+    path, data, out, rep = tmp_path / "m.keras", tmp_path / "calib.npz", tmp_path / "thin.keras", tmp_path / "r.json"
+    m = inverted_residual_model()
+    m.save(path)
+    np.savez(data, x=(_data(64, 0) + 1) / 2)  # images in [0, 1], as the CLI expects by default
+    code = main(["compress", str(path), "--scheme", "output-channels", "--calib-data", str(data),
+                 "--target-mac-ratio", "0.5", "-o", str(out), "--json", str(rep), "-q"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "b0_expand" in cap.out and "tied across branches" in cap.out
+    rows = {r["name"]: r for r in json.loads(rep.read_text())["layers"]}
+    assert rows["b0_expand"]["action"] == "factorized" and rows["b0_expand"]["ranks"][0] < 64
+    assert rows["stem"]["action"] == "kept"
+    again = keras.saving.load_model(out)
+    assert _filters(again)["b0_expand"] == rows["b0_expand"]["ranks"][0]
