@@ -58,12 +58,12 @@ def round_width(width: int, channels: int, multiple: int) -> int:
 def patches(x: np.ndarray, kernel=(1, 1), strides=(1, 1), padding="valid", dilation=(1, 1),
             rows_per_image: int | None = None, rng=None) -> np.ndarray:
     """Rows `[p]` of a conv's input patches (NHWC `x`), `rows_per_image` output positions sampled per image,
-    columns ordered (ky, kx, c) like the HWIO kernel reshaped to (kh kw C, N). A 2-D `x` (Dense) is returned as
-    is (rows sampled)."""
+    columns ordered (ky, kx, c) like the HWIO kernel reshaped to (kh kw C, N). Any other `x` (a Dense input) is
+    flattened to rows of its last axis, at most `rows_per_image` of them kept (sampled)."""
     rng = rng or np.random.default_rng(0)
     if x.ndim != 4:
         x = x.reshape(-1, x.shape[-1])
-        if rows_per_image is not None and len(x) > rows_per_image * 1:
+        if rows_per_image is not None and len(x) > rows_per_image:
             x = x[np.sort(rng.choice(len(x), rows_per_image, replace=False))]
         return x
     n, h, w, c = x.shape
