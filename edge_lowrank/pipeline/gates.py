@@ -63,9 +63,9 @@ def resolve_selection(setting: str, arm_state: dict, variants: list[dict]) -> Se
     profiles.sort(key=lambda p: p != "cortex-a76")
     for p in profiles:
         if any(((v.get("arm") or {}).get(p) or {}).get("instructions") for v in variants):
-            return Selection(f"qemu:{p}", f"default (--select-on auto): {p} was measured")
+            return Selection(f"qemu:{p}", f"default, --select-on auto: {p} was measured")
     why = arm_state.get("reason") or "no ARM count succeeded"
-    return Selection("host", f"default (--select-on auto): no ARM profile measured ({why})")
+    return Selection("host", f"default, --select-on auto: no ARM profile measured ({why})")
 
 
 @dataclasses.dataclass(frozen=True)
