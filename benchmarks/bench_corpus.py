@@ -232,17 +232,19 @@ def main(argv=None) -> int:
         print(f"bench_corpus.py: error: unknown model, scheme or value: {what} (models: {', '.join(corpus)})",
               file=sys.stderr)
         return 2
+    from edge_lowrank.fileio import atomic_write_text
+
     rows = []
     for name in models:
         row = run_one(name, schemes, args.ratio, args.cp_seconds, not args.no_bench, args.timeout)
         rows.append(row)
         print(f"{name}: {row['seconds']:.0f} s{' (' + row['error'] + ')' if 'error' in row else ''}",
               file=sys.stderr, flush=True)
+        if args.json:  # after every row: the whole matrix takes most of an hour
+            atomic_write_text(args.json, json.dumps({"ratio": args.ratio, "schemes": schemes, "rows": rows},
+                                                    indent=1))
     print(render(rows, schemes, args.ratio, args.markdown))
     if args.json:
-        from edge_lowrank.fileio import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps({"ratio": args.ratio, "schemes": schemes, "rows": rows}, indent=1))
         print(f"wrote {args.json}")
     return 0 if all("error" not in r for r in rows) else 1
 
