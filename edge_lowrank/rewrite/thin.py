@@ -114,8 +114,6 @@ def _consumer_reason(layer) -> str | None:
 
 def _find_pairs(model) -> tuple[list[_Pair], dict]:
     """Every producer with its chain to a consumer, or the reason it has none; and the nested models' feeders."""
-    import keras
-
     pairs, feeders, seen = [], {}, set()
     for m, prefix, feeder in G.walk(model):
         if feeder is not None:
