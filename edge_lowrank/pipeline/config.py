@@ -68,6 +68,10 @@ class RunConfig:
                                 type=int)
     finetune_samples: int | None = _opt(10000, "training images used for fine-tuning (0 or less: all)", type=int)
     batch_size: int = _opt(128, "fine-tuning batch size", type=int)
+    reestimate: str = _opt("affine", "before fine-tuning, match each rewritten block's per-channel output mean "
+                           "and spread (affine), or mean only, to the original's on 1,024 training images "
+                           "(BN re-estimation; the rewrite folds BNs into the factors); none turns it off",
+                           type=str, choices=("affine", "mean", "none"))
     calib_samples: int = _opt(200, "images for int8 calibration", type=int)
     eval_samples: int | None = _opt(None, "test images for accuracy (default: all)", type=int)
     num_runs: int = _opt(20, "host benchmark: minimum timed runs per model", type=int)
@@ -189,6 +193,9 @@ class RunConfig:
         elif target not in ("auto", "host"):
             raise ConfigError(f"Invalid value for `select_on`. Expected auto, host or qemu:<profile> (e.g. "
                               f"qemu:cortex-a76). Received: {self.select_on!r}.")
+        if self.reestimate not in ("affine", "mean", "none"):
+            raise ConfigError(f"Invalid value for `reestimate`. Expected affine, mean or none. "
+                              f"Received: reestimate={self.reestimate!r}.")
         if self.speedup_vs not in ("float32", "int8"):
             raise ConfigError(f"Invalid value for `speedup_vs`. Expected float32 or int8. "
                               f"Received: speedup_vs={self.speedup_vs!r}.")

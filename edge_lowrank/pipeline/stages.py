@@ -357,7 +357,7 @@ class Pipeline:
         inputs = {"model": inp.model_sha, "policy": self._policy_kwargs(scheme), "seed": cfg.seed,
                   "finetune": {"epochs": cfg.finetune_epochs, "samples": len(inp.train) if inp.train else 0,
                                "batch_size": cfg.batch_size, "data": inp.fingerprints["train"],
-                               "recipe": _distill_recipe()},
+                               "recipe": _distill_recipe(), "reestimate": cfg.reestimate},
                   "calib": [inp.fingerprints["calib"], len(inp.calib)]}
         return self._stage(name, inputs, lambda: self._make_model(scheme))
 
@@ -395,7 +395,8 @@ class Pipeline:
 
             try:
                 hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs,
-                               batch_size=cfg.batch_size, verbose=False, seed=cfg.seed)
+                               batch_size=cfg.batch_size, verbose=False, seed=cfg.seed,
+                               reestimate=cfg.reestimate)
             except EdgeLowrankError:
                 raise
             except Exception as e:

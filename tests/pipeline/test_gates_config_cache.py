@@ -50,6 +50,13 @@ def test_toml_fills_what_flags_leave_and_flags_win(tmp_path):
     assert parse(["--schemes", "all"]).scheme_list() == config.ALL_SCHEMES
 
 
+def test_reestimate_setting():
+    """BN re-estimation before fine-tuning is a `run` setting too (flag and TOML), validated in one line."""
+    assert parse([]).reestimate == "affine" and parse(["--reestimate", "none"]).reestimate == "none"
+    with pytest.raises(config.ConfigError, match="Expected affine, mean or none"):
+        config.RunConfig(reestimate="bn").validate()
+
+
 @pytest.mark.parametrize("text, match", [
     ("rank = 0\n", "Expected a positive int"),
     ("target-mac-ratio = 1.5\n", r"Expected a float in \(0, 1\]"),
