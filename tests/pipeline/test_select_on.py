@@ -157,4 +157,3 @@ def test_run_selects_on_a76_counts_by_default_when_measured(full_run, fast_flags
     hosts = {x["id"]: x["host_median_us"] for x in report["variants"]}
     assert report["selection"]["on"] == "host" and report["best"]["id"] == min(hosts, key=hosts.get)
     assert "stage arm:cortex-a76:spatial-int8: cached (skipped)" in se.getvalue()
-
