@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -191,7 +192,9 @@ def render(rows, schemes, ratio, markdown: bool = False) -> str:
         if "error" in (r.get("int8") or {}):
             notes.append(f"{r['model']} int8: {r['int8']['error']}")
         elif r.get("int8", {}).get("outside"):
-            notes.append(f"{r['model']} int8: outside XNNPACK: {', '.join(r['int8']['outside'])}")
+            counts = collections.Counter(r["int8"]["outside"])
+            notes.append(f"{r['model']} int8: outside XNNPACK: "
+                         + ", ".join(f"{op}{f' x{n}' if n > 1 else ''}" for op, n in counts.items()))
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
