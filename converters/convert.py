@@ -18,7 +18,7 @@ import numpy as np
 from converters.quiet import quiet_fds
 from converters.calibration import validate_representative_data
 from converters.metadata import embed_metadata
-from edge_lowrank.errors import EdgeLowrankError, ModelError
+from edge_lowrank.errors import DataError, EdgeLowrankError, ModelError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -68,7 +68,9 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
         model: a `keras.Model` (original or rewritten; only stock layers).
         precision: ``float32``; ``float16`` (weights in fp16, about half the size); ``dynamic`` (int8
             weights, float activations); ``int8`` (full integer, calibrated on `representative_data`).
-        representative_data: float32 NHWC samples for ``int8`` calibration (real images, e.g. 200).
+        representative_data: float32 NHWC samples for ``int8`` calibration (real images, e.g. 200); a list
+            with one array per input for a multi-input model. An input size the model leaves open
+            (None, None) is fixed to the samples' size in the flatbuffer.
         float_io: for ``int8``, keep float32 inputs and outputs (a QUANTIZE/DEQUANTIZE pair is added)
             instead of int8 ones.
         metadata: a JSON-serialisable dict stored in the model (scheme, ranks, source hash...); the tool
@@ -96,26 +98,28 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
     if precision == "int8" and representative_data is None:
         raise ConversionError("precision='int8' needs `representative_data` (real input samples for "
                               "calibration); received representative_data=None.")
-    static = with_static_batch(model, 1)
     calib = None
     equalized = 0
     if precision == "int8":
-        if len(static.inputs) != 1:
-            raise ConversionError(f"int8 calibration supports single-input models; this one has "
-                                  f"{len(static.inputs)} inputs.")
-        calib = validate_representative_data(representative_data, static.inputs[0].shape[1:], input_range)
+        calib = _representative_inputs(model, representative_data, input_range)
+        # A (None, None) input takes the calibration images' size: XNNPACK and int8 want static shapes.
+        static = with_static_batch(model, 1, [c.shape[1:] for c in calib])
         if equalize:
             from converters.equalize import equalize_factor_chains
 
-            equal_model, equalized = equalize_factor_chains(model, calib)
+            equal_model, equalized = equalize_factor_chains(model, calib if len(calib) > 1 else calib[0])
             if equalized:
-                static = with_static_batch(equal_model, 1)
+                static = with_static_batch(equal_model, 1, [c.shape[1:] for c in calib])
+    else:
+        static = with_static_batch(model, 1)
 
     import tensorflow as tf
 
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i:i + 1]]
+    names = [t.name for t in static.inputs]
+
+    def representative():  # by input name: the converted signature orders inputs by name, not as Keras does
+        for i in range(len(calib[0])):
+            yield [calib[0][i:i + 1]] if len(calib) == 1 else {n: c[i:i + 1] for n, c in zip(names, calib)}
 
     with quiet_fds(1, 2) as log, warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": int8 I/O gets its scale from calibration.
@@ -151,11 +155,34 @@ def to_tflite(model, *, precision: str = "float32", representative_data=None, fl
         "source_weights_sha256": weights_sha256(model),
     }
     if calib is not None:
-        info["calibration_samples"] = int(len(calib))
+        info["calibration_samples"] = int(len(calib[0]))
         info["equalized_factor_pairs"] = int(equalized)
     info.update(metadata or {})
     return embed_metadata(bytes(flat), info)
 
+
+
+def _representative_inputs(model, data, input_range) -> list[np.ndarray]:
+    """The calibration samples as one checked float32 array per model input.
+
+    `data` is an array for a single-input model, or a list with one array per input (same sample count).
+    A size the model leaves open (None) is taken from the data.
+    """
+    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    if len(arrays) != len(model.inputs):
+        raise ConversionError(f"The model has {len(model.inputs)} inputs; representative data gives "
+                              f"{len(arrays)} array(s): pass one array per input, in the model's input order.")
+    out = []
+    for t, x in zip(model.inputs, arrays):
+        x = np.asarray(x)
+        if x.ndim != len(t.shape):
+            raise DataError(f"Representative data has samples of shape {tuple(x.shape[1:])}, the model input "
+                            f"'{t.name}' wants {tuple(t.shape[1:])}.")
+        want = tuple(x.shape[i + 1] if d is None else d for i, d in enumerate(t.shape[1:]))
+        out.append(validate_representative_data(x, want, input_range if len(arrays) == 1 else None))
+    if len({len(x) for x in out}) != 1:
+        raise DataError(f"Representative data arrays hold different sample counts: {[len(x) for x in out]}.")
+    return out
 
 
 def to_tflite_file(keras_path, **kwargs) -> bytes:

@@ -89,7 +89,10 @@ def equalize_factor_chains(model, samples):
         return model, 0
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    x = np.asarray(samples[:MAX_SAMPLES], dtype=np.float32)
+    if isinstance(samples, (list, tuple)):  # one array per input of a multi-input model
+        x = [np.asarray(s[:MAX_SAMPLES], dtype=np.float32) for s in samples]
+    else:
+        x = np.asarray(samples[:MAX_SAMPLES], dtype=np.float32)
     pairs = 0
     for name in blocks:
         block = copy.get_layer(name)

@@ -48,17 +48,19 @@ def load_keras_model(path, *, compile: bool = False):
     return load_repaired(path, error, compile=compile)
 
 
-def with_static_batch(model, batch_size: int = 1):
-    """Return a model equal to `model` whose input has a fixed batch size.
+def with_static_batch(model, batch_size: int = 1, shapes=None):
+    """Return a model equal to `model` whose input has a fixed batch size (and, given `shapes`, fixed sizes).
 
     TFLite and XNNPACK want a static batch: with batch None, Flatten becomes SHAPE/STRIDED_SLICE/PACK ops
-    that XNNPACK does not take (see NOTES). Weights are shared with `model`, not copied.
+    that XNNPACK does not take (see NOTES). `shapes` (one per input, without the batch) fixes the sizes a
+    (None, None) input leaves open, e.g. from the calibration images. Weights are shared with `model`.
     """
     import keras
 
-    if all(t.shape[0] == batch_size for t in model.inputs):
+    want = [tuple(t.shape[1:]) for t in model.inputs] if shapes is None else [tuple(s) for s in shapes]
+    if all(t.shape[0] == batch_size and tuple(t.shape[1:]) == w for t, w in zip(model.inputs, want)):
         return model
-    inputs = [keras.Input(shape=tuple(t.shape[1:]), batch_size=batch_size, dtype=t.dtype, name=t.name)
-              for t in model.inputs]
+    inputs = [keras.Input(shape=w, batch_size=batch_size, dtype=t.dtype, name=t.name)
+              for t, w in zip(model.inputs, want)]
     outputs = model(inputs if len(inputs) > 1 else inputs[0])
     return keras.Model(inputs, outputs, name=model.name)

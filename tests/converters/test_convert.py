@@ -110,3 +110,52 @@ def test_not_a_model_is_refused():
 def test_public_names_resolve():
     for name in converters.__all__:
         assert getattr(converters, name) is not None
+
+
+def _run_by_name(flat, feeds):
+    """Outputs of a float-I/O .tflite fed by input name (the converter orders inputs by name)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=flat)
+    it.allocate_tensors()
+    outs = []
+    for i in range(len(next(iter(feeds.values())))):
+        for d in it.get_input_details():
+            key = next(k for k in feeds if k in d["name"])
+            it.set_tensor(d["index"], feeds[key][i:i + 1])
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
+    return np.array(outs), [tuple(d["shape"]) for d in it.get_input_details()]
+
+
+def test_int8_calibrates_each_input_of_a_two_input_model():
+    import keras
+
+    rng = np.random.default_rng(0)
+    img, vec = keras.Input((12, 12, 3), name="image"), keras.Input((6,), name="features")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(img))
+    x = keras.layers.Concatenate()([x, keras.layers.Dense(8, activation="relu")(vec)])
+    model = keras.Model([img, vec], keras.layers.Dense(4)(x))
+    # the two inputs on very different scales: calibrating one with the other's data would show
+    data = [rng.random((32, 12, 12, 3), dtype=np.float32), 50 * rng.random((32, 6), dtype=np.float32)]
+    flat = to_tflite(model, precision="int8", representative_data=data, float_io=True)
+    assert audit_ops(flat).builtin_only
+    got, _ = _run_by_name(flat, {"image": data[0][:8], "features": data[1][:8]})
+    want = model.predict([d[:8] for d in data], verbose=0)
+    assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()
+    with pytest.raises(ConversionError, match="2 inputs"):
+        to_tflite(model, precision="int8", representative_data=data[0])
+
+
+def test_int8_fixes_a_variable_input_size_from_the_calibration_images():
+    import keras
+
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp))
+    model = keras.Model(inp, keras.layers.Dense(4)(x))
+    data = np.random.default_rng(1).random((16, 20, 20, 3), dtype=np.float32)
+    flat = to_tflite(model, precision="int8", representative_data=data, float_io=True)
+    got, shapes = _run_by_name(flat, {"": data[:4]})
+    assert shapes == [(1, 20, 20, 3)]
+    want = model.predict(data[:4], verbose=0)
+    assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()

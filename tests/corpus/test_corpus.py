@@ -29,7 +29,7 @@ BAND = (0.45, 0.55)
 # those only MobileNetV3 brings (hard-swish, squeeze-excite as keras.ops nodes), which
 # `test_applications_int8` adds. ConvNeXtTiny's int8 export alone took ~7 min: `convnext_block` stands in.
 INT8_LIGHT = ("sequential_h5", "conv_relu_bn", "nested", "shared_layer", "preprocessing", "mini_xception",
-              "convnext_block", "mlp", "conv1d_dilated", "unet", "two_outputs")
+              "convnext_block", "mlp", "conv1d_dilated", "unet", "two_inputs", "two_outputs", "variable_size")
 FAST_CP = {"cp_time_budget_s": 2.0, "cp_n_iter_max": 30}  # random kernels do not converge: bound ALS
 
 
