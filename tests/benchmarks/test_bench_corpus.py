@@ -21,7 +21,7 @@ def test_two_models_two_schemes(load_bench, tmp_path, capsys):
     assert mlp["schemes"]["cp"]["ratio"] == 1.0 and "cannot be met" in mlp["schemes"]["cp"]["notes"][0]
     assert "mlp / cp: the MACs budget 0.5 cannot be met" in text
     assert 0.3 < rows["two_inputs"]["schemes"]["channel"]["ratio"] <= 0.55
-    assert "single-input" in rows["two_inputs"]["int8"]["error"]  # a converter limit, stated in the table
+    assert rows["two_inputs"]["int8"]["builtin_only"]  # each input calibrated on its own data
 
 
 @pytest.mark.parametrize("args", [["--models", "nope"], ["--schemes", "svd"], ["--ratio", "0"]])
