@@ -72,6 +72,10 @@ class RunConfig:
                            "and spread (affine), or mean only, to the original's on 1,024 training images "
                            "(BN re-estimation; the rewrite folds BNs into the factors); none turns it off",
                            type=str, choices=("affine", "mean", "none"))
+    qat: str = _opt("none", "quantization-aware fine-tuning with tensorflow-model-optimization: `none`, `all`, or "
+                    "comma-separated schemes (baseline included); each adds a SCHEME-int8-qat variant beside the "
+                    "post-training int8 one (minutes per variant: 3 epochs on the fine-tuning images)", type=str)
+    qat_epochs: int = _opt(3, "QAT epochs (Adam at 1e-5, distilled from the original model)", type=int)
     calib_samples: int = _opt(200, "images for int8 calibration", type=int)
     eval_samples: int | None = _opt(None, "test images for accuracy (default: all)", type=int)
     num_runs: int = _opt(20, "host benchmark: minimum timed runs per model", type=int)
@@ -99,6 +103,15 @@ class RunConfig:
     def scheme_list(self) -> tuple[str, ...]:
         return ALL_SCHEMES if self.schemes.strip() == "all" else tuple(
             s.strip() for s in self.schemes.split(",") if s.strip())
+
+    def qat_list(self) -> tuple[str, ...]:
+        """The schemes (and `baseline`) that get a quantization-aware int8 variant."""
+        setting = self.qat.strip()
+        if setting in ("", "none"):
+            return ()
+        if setting == "all":
+            return ("baseline", *self.scheme_list())
+        return tuple(s.strip() for s in setting.split(",") if s.strip())
 
     def arm_precision_list(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.arm_precisions.split(",") if p.strip())
@@ -173,6 +186,12 @@ class RunConfig:
         if self.min_speedup is not None and self.min_speedup <= 0:
             raise ConfigError(f"Invalid value for `min_speedup`. Expected a number > 0. "
                               f"Received: min_speedup={self.min_speedup}.")
+        bad_qat = [s for s in self.qat_list() if s not in ("baseline", *self.scheme_list())]
+        if bad_qat:
+            raise ConfigError(f"Invalid value for `qat`. Expected none, all, or schemes of this run "
+                              f"(baseline, {', '.join(self.scheme_list())}). Received: {', '.join(bad_qat)}.")
+        if self.qat_epochs < 1:
+            raise ConfigError(f"Invalid value for `qat_epochs`. Expected a positive int. Received: {self.qat_epochs}.")
         bad = [p for p in self.arm_precision_list() if p not in ("int8", "float32")]
         if bad or not self.arm_precision_list():
             raise ConfigError(f"Invalid value for `arm_precisions`. Expected int8, float32 or both, comma-separated. "

@@ -296,6 +296,7 @@ class Pipeline:
         finetune_w = 1.0 + 3.0 * cfg.finetune_epochs * (len(inp.train) if inp.train is not None else 0) / 10000
         self.progress.plan({"baseline": 0.3, **{f"model:{s}": finetune_w for s in schemes}})
         self.progress.plan({f"export:{v}": 1.0 for v in self._variant_ids(["baseline", *schemes])})
+        self.progress.plan({f"export:{s}-int8-qat": 1.0 + finetune_w for s in cfg.qat_list()})
         self.progress.plan({"bench:host": 0.4 * 2 * (1 + len(schemes))})
         t_run = time.monotonic()
         with self.progress:
@@ -310,6 +311,9 @@ class Pipeline:
                 for prec in PRECISIONS:
                     vid = f"{scheme}-{prec}"
                     exports[vid] = self._export_stage(vid, scheme, prec, keras_rel, sha)
+                if scheme in cfg.qat_list():  # the same model, int8 after quantization-aware fine-tuning
+                    vid = f"{scheme}-int8-qat"
+                    exports[vid] = self._export_stage(vid, scheme, "int8", keras_rel, sha, qat=True)
             bench = self._bench_stage(exports)
             arm = self._arm_stages(exports)
         self.timings["total"] = round(time.monotonic() - t_run, 3)
@@ -414,18 +418,27 @@ class Pipeline:
         return row, [dst]
 
     # -- conversion and accuracy ---------------------------------------------------------------------------
-    def _export_stage(self, vid: str, scheme: str, precision: str, keras_rel: str, keras_sha: str) -> dict:
+    def _export_stage(self, vid: str, scheme: str, precision: str, keras_rel: str, keras_sha: str,
+                      qat: bool = False) -> dict:
         inp = self.inp
         inputs = {"keras": keras_sha, "precision": precision, "c_arrays": self.cfg.c_arrays,
                   "test": [inp.fingerprints["test"], len(inp.test)],
                   "calib": [inp.fingerprints["calib"], len(inp.calib)] if precision == "int8" else None}
-        return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel))
+        if qat:
+            inputs["qat"] = {"epochs": self.cfg.qat_epochs, "seed": self.cfg.seed, "teacher": inp.model_sha,
+                             "data": [inp.fingerprints["train"], len(self._qat_data()[0])]}
+        return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel, qat))
 
-    def _export(self, vid: str, scheme: str, precision: str, keras_rel: str):
+    def _qat_data(self):
+        """(images, labels or None) QAT fine-tunes on: the fine-tuning part, else the calibration images."""
+        ds = self.inp.train if self.inp.train is not None else self.inp.calib
+        return ds.x, ds.y
+
+    def _export(self, vid: str, scheme: str, precision: str, keras_rel: str, qat: bool = False):
         from edge_lowrank.isolate import CrashError
 
         try:
-            return self._export_files(vid, scheme, precision, keras_rel)
+            return self._export_files(vid, scheme, precision, keras_rel, qat)
         except Exception as e:  # the converter's and TF's failures: an error row for this variant, the run goes on
             for f in (self.out / "tflite" / f"{vid}.tflite", self.out / "c" / f"{vid}.cc", self.out / "c" / f"{vid}.h"):
                 f.unlink(missing_ok=True)
@@ -435,7 +448,7 @@ class Pipeline:
             return {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel, "tflite": None,
                     "size_bytes": None, "error": str(e) if crashed else _first_line(e), "crashed": crashed}, []
 
-    def _export_files(self, vid: str, scheme: str, precision: str, keras_rel: str):
+    def _export_files(self, vid: str, scheme: str, precision: str, keras_rel: str, qat: bool = False):
         """Convert, then measure; the converter, TFLM and LiteRT each run in a child process, so a native
         crash raises `CrashError` (one line naming the stage, the file and the signal) instead of ending the run."""
         import converters
@@ -449,8 +462,16 @@ class Pipeline:
                                                        **normalization_metadata(self.inp.transform)}}
         if precision == "int8":
             kwargs["representative_data"] = self.inp.calib.x
-        # the converter's child loads the saved file (models/baseline.keras is a Keras 3 save of the input)
-        tfl = converters.to_tflite_isolated(self.out / keras_rel, subject=keras_rel, **kwargs)
+        if qat:  # tfmot in its own child (tf_keras); distilled from the original float model
+            from converters.qat import qat_tflite
+
+            x, _ = self._qat_data()
+            teacher = self.inp.model.predict(x, batch_size=256, verbose=0)
+            tfl = qat_tflite(model, x, teacher, calib_x=self.inp.calib.x, epochs=self.cfg.qat_epochs,
+                             seed=self.cfg.seed, metadata={**kwargs["metadata"], "qat": True})
+        else:
+            # the converter's child loads the saved file (models/baseline.keras is a Keras 3 save of the input)
+            tfl = converters.to_tflite_isolated(self.out / keras_rel, subject=keras_rel, **kwargs)
         tfl_rel = f"tflite/{vid}.tflite"
         files = []
         path = self.out / "tflite" / f"{vid}.tflite"
@@ -458,7 +479,7 @@ class Pipeline:
         files.append(path)
         rec = {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel,
                "tflite": f"tflite/{vid}.tflite", "size_bytes": len(tfl), "c_source": None, "c_header": None,
-               "arena_bytes": None, "fidelity": None, "top1": None, "top1_keras": None, "error": None}
+               "arena_bytes": None, "fidelity": None, "top1": None, "top1_keras": None, "error": None, "qat": qat}
         try:
             rec["arena_bytes"] = int(converters.tflm_arena_size(tfl, subject=tfl_rel))
         except CrashError:
