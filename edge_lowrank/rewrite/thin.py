@@ -9,8 +9,10 @@ consumer without bias goes into the BatchNormalization right after it (its movin
 takes a bias. The model is rebuilt by `keras.models.clone_model` with the same stock layers, fewer channels.
 
 A producer whose channels are tied to other layers (an Add or Concatenate, several consumers, a model output,
-Flatten/Reshape) is kept, with the reason in the report. Selection and refit read the original model's
-activations (symmetric: pairs are fitted independently).
+Flatten/Reshape) is kept, with the reason in the report. Widths are chosen on the original model's
+activations; by default each pair is then refit, in graph order, on the inputs the already-thinned model gives
+it (asymmetric, He et al.), so it absorbs the error of the pairs before it (`thin(..., asymmetric=False)`
+fits every pair on the original activations).
 """
 
 from __future__ import annotations
