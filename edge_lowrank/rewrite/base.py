@@ -17,7 +17,7 @@ from edge_lowrank.rank.schemes import LayerSpec
 from edge_lowrank.rewrite import graph as G
 from edge_lowrank.rewrite.blocks import build_block, run_scheme
 from edge_lowrank.rewrite.policy import CompressionPolicy
-from edge_lowrank.rewrite.report import LayerDecision, RewriteReport
+from edge_lowrank.rewrite.report import LayerDecision, finish_report
 
 MAX_CALIB_IMAGES = 512
 MAX_RESPONSES = 40_000
@@ -292,8 +292,6 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     """
     import keras
 
-    from edge_lowrank.profile import profile_model
-
     policy = policy or CompressionPolicy()
     if policy.scheme == "output-channels":  # thinner feature maps: its own graph surgery (rewrite/thin.py)
         from edge_lowrank.rewrite.thin import thin
@@ -369,16 +367,9 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
                   f"{p.factors.relative_error:.4f}", flush=True)
     new_model = _clone(model, plans)
     decisions = _decisions(plans, scheme)
-    before, after = profile_model(model), profile_model(new_model)
-    notes = _budget_notes(policy, decisions, before, after) if scheme != "auto" else ()
-    report = RewriteReport(scheme, policy.describe(), tuple(decisions), before.params, after.params, before.macs,
-                           after.macs, time.monotonic() - start, auto=None if auto is None else auto.to_dict(),
-                           notes=tuple(notes))
-    for n in notes:
-        warnings.warn(f"compress: {n}", stacklevel=2)
-    if not report.changed:
-        warnings.warn(f"compress: no layer was rewritten with {scheme} ({policy.describe()}); "
-                      f"the report says why for each layer.", stacklevel=2)
+    notes = () if scheme == "auto" else (lambda before, after: _budget_notes(policy, decisions, before, after))
+    report = finish_report(scheme, policy, decisions, model, new_model, time.monotonic() - start, notes,
+                           auto=None if auto is None else auto.to_dict())
     return new_model, report
 
 

@@ -99,3 +99,25 @@ class RewriteReport:
             if a.get("objective"):
                 lines.append(f"auto objective: {a['objective']}")
         return "\n".join(lines)
+
+
+def finish_report(scheme, policy, decisions, model, new_model, seconds, notes=(), auto=None, stacklevel=3):
+    """The `RewriteReport` of a finished rewrite, counted on both models; its notes and an unchanged model
+    are raised as warnings (one line each) where the caller of `compress` sees them.
+
+    `notes` is a list of lines, or a function of the two models' profiles (before, after) that returns them.
+    """
+    import warnings
+
+    from edge_lowrank.profile import profile_model
+
+    before, after = profile_model(model), profile_model(new_model)
+    notes = tuple(notes(before, after) if callable(notes) else notes)
+    report = RewriteReport(scheme, policy.describe(), tuple(decisions), before.params, after.params, before.macs,
+                           after.macs, seconds, auto=auto, notes=notes)
+    for n in notes:
+        warnings.warn(f"compress: {n}", stacklevel=stacklevel)
+    if not report.changed:
+        warnings.warn(f"compress: no layer was rewritten with {scheme} ({policy.describe()}); "
+                      f"the report says why for each layer.", stacklevel=stacklevel)
+    return report

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from edge_lowrank.errors import DataError, ModelError
 from edge_lowrank.factorize import channel_select as CS
 from edge_lowrank.rank.select import RankError
 from edge_lowrank.rewrite import graph as G
-from edge_lowrank.rewrite.report import LayerDecision, RewriteReport
+from edge_lowrank.rewrite.report import LayerDecision, finish_report
 
 SCHEME = "output-channels"
 MAX_ROWS = 16_000  # patch rows per consumer moment (sampled over the calibration images)
@@ -515,8 +514,6 @@ def thin(model, policy, *, verbose: bool = False, refit: bool = True, asymmetric
     """
     import keras
 
-    from edge_lowrank.profile import profile_model
-
     if not isinstance(model, keras.Model):
         raise ModelError(f"compress() takes a Keras model. Received: {type(model).__name__}.")
     start = time.monotonic()
@@ -551,15 +548,8 @@ def thin(model, policy, *, verbose: bool = False, refit: bool = True, asymmetric
         _fit_asymmetric(model, cut, calib, verbose)
     weights, out_keep, cfg = _edits(cut, refit, _bn_after(cut))
     new_model = _clone(model, weights, out_keep, cfg)
-    before, after = profile_model(model), profile_model(new_model)
-    report = RewriteReport(SCHEME, policy.describe(), tuple(_decisions(model, pairs, cut, new_model)),
-                           before.params, after.params, before.macs, after.macs, time.monotonic() - start,
-                           notes=tuple(notes))
-    for n in notes:
-        warnings.warn(f"compress: {n}", stacklevel=3)
-    if not report.changed:
-        warnings.warn(f"compress: no layer was rewritten with {SCHEME} ({policy.describe()}); "
-                      f"the report says why for each layer.", stacklevel=3)
+    report = finish_report(SCHEME, policy, _decisions(model, pairs, cut, new_model), model, new_model,
+                           time.monotonic() - start, notes, stacklevel=4)
     return new_model, report
 
 

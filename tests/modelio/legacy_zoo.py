@@ -3,11 +3,12 @@
 Not a test (it needs Keras versions the project does not install). Put the older Keras in a scratch folder,
 outside the venv, and run the writer with it; run the checker with the project's venv:
 
-    pip download --no-deps tf-keras==2.21.0 keras==3.8.0 -d /tmp/whl
-    unzip -q /tmp/whl/tf_keras-*.whl -d /tmp/tfk && unzip -q /tmp/whl/keras-3.8.0-*.whl -d /tmp/k38
-    TF_USE_LEGACY_KERAS=1 PYTHONPATH=/tmp/tfk python tests/modelio/legacy_zoo.py write /tmp/zoo
-    PYTHONPATH=/tmp/k38 python tests/modelio/legacy_zoo.py write /tmp/zoo
-    python tests/modelio/legacy_zoo.py check /tmp/zoo
+    Z=build/legacy-zoo   # inside the checkout, ignored by git
+    pip download --no-deps tf-keras==2.21.0 keras==3.8.0 -d $Z/whl
+    unzip -q $Z/whl/tf_keras-*.whl -d $Z/tfk && unzip -q $Z/whl/keras-3.8.0-*.whl -d $Z/k38
+    TF_USE_LEGACY_KERAS=1 PYTHONPATH=$Z/tfk python tests/modelio/legacy_zoo.py write $Z/files
+    PYTHONPATH=$Z/k38 python tests/modelio/legacy_zoo.py write $Z/files
+    python tests/modelio/legacy_zoo.py check $Z/files
 
 `write` saves each model as `.h5` and `.keras` with the writer's own outputs on fixed inputs; `check` prints,
 per file, whether plain Keras 3 loads it, the repairs applied, and the largest output difference.
