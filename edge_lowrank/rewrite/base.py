@@ -40,6 +40,8 @@ class _Plan:
     input_shape: tuple | None = None
     scheme: str | None = None  # the layer's own scheme (differs per layer under auto)
     eligible: tuple = ()  # auto: the schemes this layer can take
+    relu: bool = False  # output, nonlinear fit: a ReLU follows (rewrite/output_fit.py)
+    fit_note: str | None = None  # output: which fit made its factors (the report's reason column)
 
 
 def _hw(shape):
@@ -159,18 +161,23 @@ RESPONSE_BATCH = 32
 
 def _response_fn(plan: _Plan, n_images: int, seed: int = 0):
     """x (a batch of the layer's inputs) -> its linear outputs (bias in, activation out) at sampled positions,
-    about MAX_RESPONSES over `n_images` images."""
+    about MAX_RESPONSES over `n_images` images. Given several batches of inputs (the original and the
+    compressed model's), a tuple of outputs at the same positions."""
     import keras
 
     w = plan.kernel.astype(np.float32)
     b = np.zeros(w.shape[-1], np.float32) if plan.bias is None else plan.bias.astype(np.float32)
     rng = np.random.default_rng(seed)
     if w.ndim == 2:
-        return lambda x: x.reshape(-1, w.shape[0]) @ w + b
+        def dense(*xs):
+            out = tuple(x.reshape(-1, w.shape[0]) @ w + b for x in xs)
+            return out if len(xs) > 1 else out[0]
+
+        return dense
     cfg, lin = plan.site.layer.get_config(), None
     per = max(1, MAX_RESPONSES // n_images)
 
-    def conv(x):
+    def conv(x, *more):
         nonlocal lin
         if lin is None:
             if x.ndim == 3:  # Conv1D: its own kernel (k, c_in, c_out), causal padding included
@@ -183,9 +190,10 @@ def _response_fn(plan: _Plan, n_images: int, seed: int = 0):
                                           dilation_rate=cfg["dilation_rate"], dtype="float32")
                 lin.build((None,) + x.shape[1:])
                 lin.set_weights([w, b])
-        out = np.asarray(lin(x)).reshape(len(x), -1, w.shape[3])
-        pick = rng.choice(out.shape[1], size=min(per, out.shape[1]), replace=False)
-        return out[:, pick].reshape(-1, w.shape[3])
+        outs = [np.asarray(lin(v)).reshape(len(v), -1, w.shape[3]) for v in (x, *more)]
+        pick = rng.choice(outs[0].shape[1], size=min(per, outs[0].shape[1]), replace=False)
+        picked = tuple(o[:, pick].reshape(-1, w.shape[3]) for o in outs)
+        return picked if more else picked[0]
 
     return conv
 
@@ -354,23 +362,46 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
         for p in live:
             p.scheme = scheme
         _choose_ranks(model, policy, plans, live)
+    fit = policy.output_fit if scheme == "output" else "linear"
+    if fit != "linear":
+        from edge_lowrank.rewrite import output_fit as OF
+
+        for p in live:
+            p.relu = OF.nonlinear(fit) and OF.relu_after(p.site, p.bn)
     for p in live:
         if p.reason is not None:
             continue
         if verbose:
             print(f"  {p.site.name}: {p.scheme} at ranks {p.choice.rank} ...", flush=True)
         t0 = time.monotonic()
+        if fit != "linear":
+            p.factors = _fit_output(p, p.responses, None)
+            continue
         p.factors = run_scheme(p.scheme, p.spec.kind, p.kernel, p.choice.rank, p.bias, responses=p.responses,
                                cp_n_iter_max=policy.cp_n_iter_max, cp_time_budget_s=policy.cp_time_budget_s)
         if verbose:
             print(f"  {p.site.name}: done in {time.monotonic() - t0:.1f} s, relative error "
                   f"{p.factors.relative_error:.4f}", flush=True)
     new_model = _clone(model, plans)
+    if fit != "linear" and OF.asymmetric(fit):
+        done = [p for p in live if p.reason is None]
+        OF.fit_asymmetric(model, new_model, done, calib, _fit_output, _response_fn, MAX_RESPONSES,
+                          RESPONSE_BATCH, verbose)
     decisions = _decisions(plans, scheme)
     notes = () if scheme == "auto" else (lambda before, after: _budget_notes(policy, decisions, before, after))
     report = finish_report(scheme, policy, decisions, model, new_model, time.monotonic() - start, notes,
                            auto=None if auto is None else auto.to_dict())
     return new_model, report
+
+
+def _fit_output(p: _Plan, targets, inputs):
+    """The `output` fit beyond the linear one: nonlinear where a ReLU follows, asymmetric given `inputs`."""
+    from edge_lowrank.factorize.output_nonlinear import output_fit
+
+    f = output_fit(p.kernel, p.choice.rank[0], targets, inputs, p.bias, relu=p.relu)
+    p.fit_note = (f"{'nonlinear (post-ReLU)' if p.relu else 'linear (no ReLU after it)'} fit, "
+                  f"{'asymmetric' if inputs is not None else 'symmetric'}")
+    return f
 
 
 BUDGET_SLACK = 0.05  # a budget met this far under its target (0.5 -> below 0.45) gets a note saying why
@@ -529,7 +560,7 @@ def _decisions(plans, scheme):
                                       None, pb, pb, mb, mb, None))
             continue
         p1, m1 = cost(p.scheme, p.spec, p.choice.rank)
-        rows.append(LayerDecision(p.site.name, type(layer).__name__, p.scheme, "factorized", None,
+        rows.append(LayerDecision(p.site.name, type(layer).__name__, p.scheme, "factorized", p.fit_note,
                                   tuple(int(r) for r in p.choice.rank), pb, p1, mb, m1,
                                   float(p.factors.relative_error), p.choice.kept_energy,
                                   getattr(p.factors, "response_error", None)))

@@ -40,6 +40,9 @@ class CompressionPolicy:
         auto_objective: what auto minimizes with `calib_data` (without, always summed kernel error): "task"
             (kernel error among the options on each layer's measured cost / output-shift frontier), "shift"
             (summed output shift of each option alone: for use without fine-tuning) or "kernel".
+        output_fit: scheme output only: "linear" (rank-r PCA of each layer's responses, Zhang et al. 2015),
+            "nonlinear" (fit after the ReLU that follows the layer, TPAMI 2016), and either with
+            "-asymmetric" (layer by layer from the input, on the inputs the compressed layers before it give).
     """
 
     scheme: str = "tucker2"
@@ -61,12 +64,18 @@ class CompressionPolicy:
     auto_schemes: tuple[str, ...] = AUTO_SCHEMES
     cost_target: str = "host"
     auto_objective: str = "task"
+    output_fit: str = "linear"
 
     def __post_init__(self):
         if self.scheme not in POLICY_SCHEMES:
             raise RankError(f"Invalid value for argument `scheme`. Expected one of {', '.join(POLICY_SCHEMES)}. "
                              f"Received: scheme={self.scheme!r}.")
         self._check_auto()
+        from edge_lowrank.rewrite.output_fit import FITS
+
+        if self.output_fit not in FITS:
+            raise RankError(f"Invalid value for argument `output_fit`. Expected one of {', '.join(FITS)}. "
+                             f"Received: output_fit={self.output_fit!r}.")
         rules = {"rank": self.rank, "rank_fraction": self.rank_fraction, "energy": self.energy,
                  "vbmf": self.vbmf or None, "target_mac_ratio": self.target_mac_ratio,
                  "target_param_ratio": self.target_param_ratio}
@@ -145,8 +154,9 @@ class CompressionPolicy:
                          f"ratio {self.target_latency_ratio}")
             return f"{what}, measured on {self.cost_target}" if self.cost_target != "macs" else what
         r = self.rule
+        fit = f", {self.output_fit} fit" if self.scheme == "output" else ""
         if not r:
             return (f"target MAC ratio {self.target_mac_ratio}" if self.target_mac_ratio is not None
-                    else f"target parameter ratio {self.target_param_ratio}")
+                    else f"target parameter ratio {self.target_param_ratio}") + fit
         (k, v), = r.items()
-        return "VBMF" if k == "vbmf" else f"{k} {v}"
+        return ("VBMF" if k == "vbmf" else f"{k} {v}") + fit

@@ -1,0 +1,94 @@
+"""`output` with `output_fit`: the nonlinear fit after the ReLU, the asymmetric fit on the compressed prefix,
+on a small conv net and real Fashion-MNIST images; the result reloads with plain Keras and converts to int8."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from edge_lowrank.data import load_dataset  # noqa: E402
+from edge_lowrank.rank.select import RankError  # noqa: E402
+from edge_lowrank.rewrite import CompressionPolicy, compress  # noqa: E402
+
+L = keras.layers
+
+
+@pytest.fixture(scope="module")
+def toy():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((28, 28, 1), batch_size=1)
+    y = L.Conv2D(24, 3, activation="relu", name="c1")(x)
+    y = L.Conv2D(32, 3, use_bias=False, name="c2")(y)
+    y = L.BatchNormalization(name="bn2")(y)
+    y = L.ReLU(name="r2")(y)
+    y = L.Conv2D(32, 3, strides=2, name="c3")(y)  # feeds pooling: no ReLU, the linear fit
+    y = L.GlobalAveragePooling2D()(L.ReLU(name="r3")(L.Add()([y, y])))
+    model = keras.Model(x, L.Dense(10, name="head")(y))
+    calib = load_dataset("fashion-mnist:calib").take(64).x
+    return model, calib
+
+
+def _at(model, name, x):
+    return np.asarray(keras.Model(model.inputs, model.get_layer(name).output).predict(x, batch_size=64, verbose=0))
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a - a.mean((0, 1, 2))))
+
+
+_DONE = {}
+
+
+def _compress(toy, fit):
+    """Each fit once per module (every test reads the same rewrites)."""
+    if fit not in _DONE:
+        model, calib = toy
+        _DONE[fit] = compress(model, CompressionPolicy("output", rank=4, rank_multiple=1, calib_data=calib,
+                                                       output_fit=fit))
+    return _DONE[fit]
+
+
+def test_asymmetric_fit_uses_the_compressed_prefix(toy):
+    """c2 refit on the inputs the compressed c1 gives: its post-ReLU output is closer to the original's."""
+    model, calib = toy
+    ref = _at(model, "r2", calib)
+    errs = {fit: _rel(ref, _at(_compress(toy, fit)[0], "r2", calib))
+            for fit in ("linear", "linear-asymmetric", "nonlinear", "nonlinear-asymmetric")}
+    assert errs["linear-asymmetric"] < 0.99 * errs["linear"], errs
+    assert errs["nonlinear-asymmetric"] < 0.99 * errs["nonlinear"], errs
+    assert errs["nonlinear-asymmetric"] < errs["linear"], errs
+
+
+def test_report_says_which_fit(toy):
+    _, rep = _compress(toy, "nonlinear-asymmetric")
+    rows = {d.name: d for d in rep.layers}
+    assert "nonlinear-asymmetric fit" in rep.rule
+    assert rows["c1"].reason == "nonlinear (post-ReLU) fit, asymmetric"  # its own relu
+    assert rows["c2"].reason == "nonlinear (post-ReLU) fit, asymmetric"  # BN folded, then ReLU
+    assert rows["c3"].reason == "linear (no ReLU after it) fit, asymmetric"  # an Add comes first
+    assert all(rows[n].response_error < 1 for n in ("c1", "c2", "c3")), rep.render()
+    _, rep = _compress(toy, "linear")
+    assert rep.layers[0].reason is None and "linear fit" in rep.rule
+
+
+def test_bad_fit_name_is_refused():
+    with pytest.raises(RankError, match="output_fit"):
+        CompressionPolicy("output", rank=4, output_fit="quadratic")
+
+
+def test_rewrite_reloads_and_converts_to_int8(toy, tmp_path):
+    from converters.audit import xnnpack_delegation
+    from converters.convert import to_tflite
+    from converters.fidelity import run_tflite
+
+    model, calib = toy
+    new, _ = _compress(toy, "nonlinear-asymmetric")
+    path = tmp_path / "m.keras"
+    new.save(path)
+    again = keras.models.load_model(path)
+    x = calib[:16]
+    assert np.allclose(again.predict(x, verbose=0), new.predict(x, verbose=0), atol=1e-5)
+    flat = to_tflite(again, precision="int8", representative_data=calib[:32])
+    assert xnnpack_delegation(flat)[0] == 1
+    yq, yk = run_tflite(flat, x), again.predict(x, verbose=0)
+    assert np.abs(yq - yk).max() < 0.1 * np.abs(yk).max() + 1e-3
