@@ -1,8 +1,11 @@
 """`edge-lowrank compress MODEL.keras --scheme S (--rank N | --rank-fraction F | --energy E | --vbmf |
---target-mac-ratio R | --target-param-ratio R) [-o OUT.keras] [--json FILE] [--finetune-epochs N ...]`.
+--target-mac-ratio R | --target-param-ratio R) [-o OUT.keras] [--json FILE] [--finetune-epochs N ...] [--qat]`.
 
 Prints the per-layer table (ranks, parameters and MACs before/after, relative error, kept layers and why),
-writes the rewritten model atomically, optionally distils it from the original first.
+writes the rewritten model atomically, optionally distils it from the original first. With --qat it also
+writes OUT-int8-qat.tflite: the rewritten model fine-tuned with quantization-aware training (tfmot, in a
+child process) by distillation from the original model, converted to int8. Every result is computed before
+the first file is written.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ def add_arguments(parser):
     parser.add_argument("--finetune-samples", type=int, default=None, help="training images used (default all)")
     parser.add_argument("--val-data", default=None, help="labelled data to score top-1 before/after fine-tuning")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--qat", action="store_true",
+                        help="also write OUT-int8-qat.tflite next to -o: the rewritten model after quantization-"
+                             "aware fine-tuning (tensorflow-model-optimization, in a child process), distilled "
+                             "from the original model on --finetune-data, converted to int8 (calibrated on "
+                             "--calib-data, default fashion-mnist:calib)")
+    parser.add_argument("--qat-samples", type=int, default=10000, help="QAT training images (default 10000)")
+    parser.add_argument("--qat-epochs", type=int, default=3, help="QAT epochs (default 3)")
+    parser.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate, Adam (default 1e-5)")
     parser.add_argument("-o", "--output", default=None, help="where to write the rewritten .keras model")
     parser.add_argument("--json", default=None, help="also write the report as JSON to this file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-layer progress lines")
@@ -77,6 +88,7 @@ def run(args) -> int:
     if args.finetune_epochs < 0:
         raise ModelError(f"Invalid value for --finetune-epochs. Expected an int >= 0. "
                          f"Received: {args.finetune_epochs}.")
+    qat_out = _qat_path(args, out)
     from device_bench.transform import from_args as stated_transform, resolve
 
     stated = stated_transform(args)
@@ -140,11 +152,70 @@ def run(args) -> int:
         if val is not None:
             print(f"top-1 on {val.name}: original {hist['teacher_val_top1'] * 100:.2f}%, rewritten "
                   f"{hist['val_top1_before'] * 100:.2f}% before fine-tuning, {hist['val_top1_after'] * 100:.2f}% after")
+    qat_flat = None
+    if qat_out is not None:
+        qat_flat, data["qat"] = _qat(args, model, new_model, calib, model_inputs, transform, qat_out)
     if out is not None:
         with atomic_path(out, suffix=".keras") as tmp:
             new_model.save(tmp)
         print(f"wrote {out}")
+    if qat_flat is not None:
+        from edge_lowrank.fileio import atomic_write_bytes
+
+        atomic_write_bytes(qat_out, qat_flat)
+        print(f"wrote {qat_out}")
     if args.json:
         atomic_write_text(args.json, json.dumps(data, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _qat_path(args, out: Path | None) -> Path | None:
+    """Where --qat writes its int8 file (next to the .keras), after checking its options; None without --qat."""
+    from edge_lowrank.errors import ModelError
+
+    if not args.qat:
+        return None
+    if out is None:
+        raise ModelError("--qat needs -o/--output: the int8 .tflite is written next to the .keras file.")
+    for name in ("qat_samples", "qat_epochs"):
+        if getattr(args, name) < 1:
+            raise ModelError(f"Invalid value for `--{name.replace('_', '-')}`. Expected a positive int. "
+                             f"Received: {getattr(args, name)}.")
+    if not args.qat_lr > 0:
+        raise ModelError(f"Invalid value for `--qat-lr`. Expected a positive number. Received: {args.qat_lr}.")
+    return out.with_name(out.stem + "-int8-qat.tflite")
+
+
+def _qat(args, model, new_model, calib, model_inputs, transform, path: Path):
+    """The rewritten model after QAT as int8 bytes, and its report entry.
+
+    The teacher is the original model: QAT then also recovers what the rewrite lost, not only what int8 loses.
+    """
+    from converters.metadata import normalization_metadata
+    from converters.qat import qat_tflite
+    from edge_lowrank.data import load_dataset
+
+    train = model_inputs(load_dataset(args.finetune_data, default_split="train").take(args.qat_samples), "QAT")
+    if calib is None:
+        calib = model_inputs(load_dataset("fashion-mnist:calib").take(args.calib_samples), "calibration").x
+    teacher = model.predict(train.x, batch_size=256, verbose=0)
+    if not args.quiet:
+        print(f"QAT: {args.qat_epochs} epoch(s) on {len(train):,} images of {train.name}, distilled from the "
+              "original model (tensorflow-model-optimization, in a child process)")
+    flat = qat_tflite(new_model, train.x, teacher, calib_x=calib, epochs=args.qat_epochs, lr=args.qat_lr,
+                      metadata={"scheme": args.scheme, "source_model": Path(args.model).name,
+                                **normalization_metadata(transform)},
+                      input_range=transform.model_range)
+    entry = {"tflite": str(path), "size_bytes": len(flat), "epochs": args.qat_epochs,
+             "train_samples": len(train), "lr": args.qat_lr, "fidelity_vs_original": None}
+    if args.val_data:
+        from converters.fidelity import check_fidelity
+
+        val = model_inputs(load_dataset(args.val_data, default_split="test"), "validation")
+        # Against the original: QAT fine-tunes the rewritten weights towards it, so the rewritten Keras model
+        # is no longer the reference.
+        fid = check_fidelity(model, flat, val, n=None, subject=path.name)
+        entry["fidelity_vs_original"] = fid.to_dict()
+        print(f"int8 QAT file vs the original Keras model, {fid.render()}")
+    return flat, entry
