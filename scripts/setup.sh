@@ -31,11 +31,17 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV"
     "$PY" -m venv "$VENV"
 fi
+# The stamp says HASH-EXTRAS of the last install; extras already installed for the same pyproject.toml are
+# kept (union), so `make demo` (dev) and `make test` (dev,ray) do not reinstall each other's.
 stamp="$VENV/.edge-lowrank-installed"
-want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "setup: installing edge-lowrank[$EXTRAS] into $VENV"
+hash="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+extras="$EXTRAS"
+[ "${have%%-*}" = "$hash" ] && extras="${have#*-},$EXTRAS"
+extras="$(echo "$extras" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
+if [ "$have" != "$hash-$extras" ]; then
+    echo "setup: installing edge-lowrank[$extras] into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
-    echo "$want" > "$stamp"
+    "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+    echo "$hash-$extras" > "$stamp"
 fi

@@ -63,6 +63,13 @@ def build_variants(pipe, base, scheme_rows, exports, bench, arm) -> list[dict]:
     return variants
 
 
+def measured_on(bench: dict, arm: dict) -> dict:
+    """Which machine (host name, Ray node) timed or counted what: a farm's figures are only comparable per node."""
+    where = {"bench:host": bench.get("_measured_on")}
+    where.update({f"arm:{p}:{v}": r.get("measured_on") for (p, v), r in arm.items()})
+    return {k: v for k, v in where.items() if v}
+
+
 def data_section(inp) -> dict:
     """report.json's `data`: what each part is, how many images, the split, the metric, the input transform."""
     di = inp.data_info
@@ -107,7 +114,8 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
     else:
         for name in BEST_FILES:  # never leave the best of an earlier run for a CI job to pick up
             (out / name).unlink(missing_ok=True)
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress",)}
+    # where the stages ran is not a setting of the results: both executors write the same report (timings apart)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "executor", "ray_address")}
     settings["model"] = str(inp.model_path)
     report = {
         "schema_version": report_mod.SCHEMA_VERSION,
@@ -125,7 +133,8 @@ def assemble(pipe, base, scheme_rows, exports, bench, arm) -> dict:
         "gates": outcome.to_dict(),
         "best": best,
         "files": files,
-        "timings": {"stages_run_now_s": dict(pipe.timings)},
+        "timings": {"stages_run_now_s": dict(pipe.timings), "executor": pipe.executor.describe(),
+                    "measured_on": measured_on(bench, arm)},
     }
     for key, name, fn in (("pareto_png", "pareto.png", plot_pareto), ("layers_png", "layers.png", plot_layers)):
         if fn(report, out / name) is not None:

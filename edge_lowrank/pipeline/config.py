@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_lowrank.errors import EdgeLowrankError
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
+EXECUTORS = ("local", "ray")
 ALL_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "output-channels", "cp", "tucker2-spatial",
                "auto")
 
@@ -98,6 +99,13 @@ class RunConfig:
                           "qemu:cortex-a76; measured for it), or auto (the ARM profile when one was measured, "
                           "else host)", type=str)
     seed: int = _opt(0, "seed of every random choice (fine-tuning order, initialisation)", type=int)
+    executor: str = _opt("local", "where the model and export stages run: local (this process, one after the "
+                         "other) or ray (Ray tasks, in parallel across a cluster; needs the `ray` extra, see "
+                         "docs/ray.md); the stage cache and the report are the same either way", type=str,
+                         choices=EXECUTORS)
+    ray_address: str | None = _opt(None, "with --executor ray: the cluster to join, HOST:PORT of `ray start "
+                                   "--head` (or `auto`); default: start a Ray on this machine for the run",
+                                   type=str)
     progress: bool = _opt(True, "show the progress display", type=bool)
 
     def scheme_list(self) -> tuple[str, ...]:
@@ -215,6 +223,13 @@ class RunConfig:
         if self.reestimate not in ("affine", "mean", "none"):
             raise ConfigError(f"Invalid value for `reestimate`. Expected affine, mean or none. "
                               f"Received: reestimate={self.reestimate!r}.")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"Invalid value for `executor`. Expected local or ray. Received: {self.executor!r}.")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError(f"`ray_address` ({self.ray_address}) needs executor = ray; the local executor "
+                              f"runs in this process.")
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ConfigError("Invalid value for `ray_address`. Expected HOST:PORT or auto. Received: ''.")
         if self.speedup_vs not in ("float32", "int8"):
             raise ConfigError(f"Invalid value for `speedup_vs`. Expected float32 or int8. "
                               f"Received: speedup_vs={self.speedup_vs!r}.")

@@ -30,6 +30,7 @@ from edge_lowrank.errors import DataError, EdgeLowrankError, ModelError
 from edge_lowrank.fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from edge_lowrank.pipeline.cache import StageCache, file_sha256, stage_key
 from edge_lowrank.pipeline.config import RunConfig
+from edge_lowrank.pipeline.executor import node_info
 from edge_lowrank.pipeline.progress import StageProgress
 
 PRECISIONS = ("float32", "int8")
@@ -232,13 +233,31 @@ class Pipeline:
         self.crashes: list[str] = []  # "STAGE: one line" of each stage whose native code crashed in this run
 
     # -- stage plumbing ------------------------------------------------------------------------------------
-    def _stage(self, name: str, inputs: dict, fn):
-        """Run `fn() -> (result, files)` unless a matching record exists; return the result."""
+    def _stage_begin(self, name: str, inputs: dict) -> tuple[str, float, dict | None]:
+        """(key, start time, cached result or None): the first half of `_stage`, for executors elsewhere."""
         key = stage_key({"stage": name, "tool": __version__, **inputs})
         started = self.progress.start(name)
         cached = self.cache.lookup(name, key)
         if cached is not None:
             self.progress.finish(name, started, cached=True)
+        return key, started, cached
+
+    def _stage_end(self, name: str, key: str, started: float, result, files, secs: float):
+        """Record a finished stage (its files already in place) unless it failed; return the result."""
+        result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
+        self.timings[name] = round(secs, 3)
+        failed = None
+        if isinstance(result, dict):
+            failed = result.get("error") or (result.get("message") if result.get("status") == "error" else None)
+        if failed is None:  # a failed stage is not recorded: the next run tries it again
+            self.cache.store(name, key, result, files, seconds=round(secs, 3))
+        self.progress.finish(name, started, cached=False, failed=failed)
+        return result
+
+    def _stage(self, name: str, inputs: dict, fn):
+        """Run `fn() -> (result, files)` unless a matching record exists; return the result."""
+        key, started, cached = self._stage_begin(name, inputs)
+        if cached is not None:
             return cached
         t0 = time.monotonic()
         try:
@@ -260,16 +279,7 @@ class Pipeline:
                 debuglog.record_warning(w.message, w.category, w.filename, w.lineno)
         for msg in dict.fromkeys(str(w.message).splitlines()[0][:240] for w in ours if str(w.message).strip()):
             self.progress.log(f"  {name}: {msg}")  # one line each, once, not a warning with a source line
-        result = json.loads(json.dumps(_jsonable(result)))  # the same types a cached run reads back
-        secs = time.monotonic() - t0
-        self.timings[name] = round(secs, 3)
-        failed = None
-        if isinstance(result, dict):
-            failed = result.get("error") or (result.get("message") if result.get("status") == "error" else None)
-        if failed is None:  # a failed stage is not recorded: the next run tries it again
-            self.cache.store(name, key, result, files, seconds=round(secs, 3))
-        self.progress.finish(name, started, cached=False, failed=failed)
-        return result
+        return self._stage_end(name, key, started, result, files, time.monotonic() - t0)
 
     def _seed(self, name: str) -> None:
         import keras
@@ -284,6 +294,9 @@ class Pipeline:
 
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's business
         cfg = self.cfg
+        from edge_lowrank.pipeline.executor import make_executor
+
+        self.executor = make_executor(cfg)  # `--executor ray` without Ray fails here, before any work
         inp = load_inputs(cfg)
         self.arm_profiles()  # a bad --arm or --select-on qemu:P without QEMU fails before any stage runs
         self.out = prepare_out_dir(cfg.out)
@@ -301,25 +314,37 @@ class Pipeline:
         t_run = time.monotonic()
         with self.progress:
             base = self._stage("baseline", {"model": inp.model_sha}, self._baseline)
-            scheme_rows = []
-            for s in schemes:
-                scheme_rows.append(self._model_stage(s))
-            models = [("baseline", base["keras"], inp.model_sha)]
-            models += [(r["scheme"], r["keras"], r["keras_sha256"]) for r in scheme_rows if r["status"] == "ok"]
-            exports = {}
-            for scheme, keras_rel, sha in models:
-                for prec in PRECISIONS:
-                    vid = f"{scheme}-{prec}"
-                    exports[vid] = self._export_stage(vid, scheme, prec, keras_rel, sha)
-                if scheme in cfg.qat_list():  # the same model, int8 after quantization-aware fine-tuning
-                    vid = f"{scheme}-int8-qat"
-                    exports[vid] = self._export_stage(vid, scheme, "int8", keras_rel, sha, qat=True)
-            bench = self._bench_stage(exports)
-            arm = self._arm_stages(exports)
+            try:
+                scheme_rows, exports = self.executor.variants(self, schemes, base)
+                bench, arm = self.executor.measure(self, exports)
+            finally:
+                self.executor.close()
         self.timings["total"] = round(time.monotonic() - t_run, 3)
         from edge_lowrank.pipeline.assemble import assemble
 
         return assemble(self, base, scheme_rows, exports, bench, arm)
+
+    def _variants_local(self, schemes, base) -> tuple[list, dict]:
+        """Model then export stages, in this process, one after the other (the `local` executor)."""
+        scheme_rows = []
+        for s in schemes:
+            scheme_rows.append(self._model_stage(s))
+        exports = {}
+        for scheme, keras_rel, sha, prec, vid, qat in self._export_plan(base, scheme_rows):
+            exports[vid] = self._export_stage(vid, scheme, prec, keras_rel, sha, qat=qat)
+        return scheme_rows, exports
+
+    def _export_plan(self, base, scheme_rows):
+        """(scheme, keras file, its sha, precision, variant id, qat) of every export, in report order."""
+        models = [("baseline", base["keras"], self.inp.model_sha)]
+        models += [(r["scheme"], r["keras"], r["keras_sha256"]) for r in scheme_rows if r["status"] == "ok"]
+        plan = []
+        for scheme, keras_rel, sha in models:
+            for prec in PRECISIONS:
+                plan.append((scheme, keras_rel, sha, prec, f"{scheme}-{prec}", False))
+            if scheme in self.cfg.qat_list():  # the same model, int8 after quantization-aware fine-tuning
+                plan.append((scheme, keras_rel, sha, "int8", f"{scheme}-int8-qat", True))
+        return plan
 
     @staticmethod
     def _variant_ids(schemes):
@@ -355,15 +380,16 @@ class Pipeline:
         return {"scheme": scheme, "rank": cfg.rank, "rank_fraction": cfg.rank_fraction, "energy": cfg.energy,
                 "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple}
 
-    def _model_stage(self, scheme: str) -> dict:
+    def _model_inputs(self, scheme: str) -> dict:
         cfg, inp = self.cfg, self.inp
-        name = f"model:{scheme}"
-        inputs = {"model": inp.model_sha, "policy": self._policy_kwargs(scheme), "seed": cfg.seed,
-                  "finetune": {"epochs": cfg.finetune_epochs, "samples": len(inp.train) if inp.train else 0,
-                               "batch_size": cfg.batch_size, "data": inp.fingerprints["train"],
-                               "recipe": _distill_recipe(), "reestimate": cfg.reestimate},
-                  "calib": [inp.fingerprints["calib"], len(inp.calib)]}
-        return self._stage(name, inputs, lambda: self._make_model(scheme))
+        return {"model": inp.model_sha, "policy": self._policy_kwargs(scheme), "seed": cfg.seed,
+                "finetune": {"epochs": cfg.finetune_epochs, "samples": len(inp.train) if inp.train else 0,
+                             "batch_size": cfg.batch_size, "data": inp.fingerprints["train"],
+                             "recipe": _distill_recipe(), "reestimate": cfg.reestimate},
+                "calib": [inp.fingerprints["calib"], len(inp.calib)]}
+
+    def _model_stage(self, scheme: str) -> dict:
+        return self._stage(f"model:{scheme}", self._model_inputs(scheme), lambda: self._make_model(scheme))
 
     def _make_model(self, scheme: str):
         from edge_lowrank.profile import profile_model
@@ -418,8 +444,7 @@ class Pipeline:
         return row, [dst]
 
     # -- conversion and accuracy ---------------------------------------------------------------------------
-    def _export_stage(self, vid: str, scheme: str, precision: str, keras_rel: str, keras_sha: str,
-                      qat: bool = False) -> dict:
+    def _export_inputs(self, precision: str, keras_sha: str, qat: bool = False) -> dict:
         inp = self.inp
         inputs = {"keras": keras_sha, "precision": precision, "c_arrays": self.cfg.c_arrays,
                   "test": [inp.fingerprints["test"], len(inp.test)],
@@ -427,6 +452,11 @@ class Pipeline:
         if qat:
             inputs["qat"] = {"epochs": self.cfg.qat_epochs, "seed": self.cfg.seed, "teacher": inp.model_sha,
                              "data": [inp.fingerprints["train"], len(self._qat_data()[0])]}
+        return inputs
+
+    def _export_stage(self, vid: str, scheme: str, precision: str, keras_rel: str, keras_sha: str,
+                      qat: bool = False) -> dict:
+        inputs = self._export_inputs(precision, keras_sha, qat)
         return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel, qat))
 
     def _qat_data(self):
@@ -505,10 +535,13 @@ class Pipeline:
 
         return BenchParams(num_runs=self.cfg.num_runs, min_secs=self.cfg.min_secs, num_threads=1)
 
-    def _bench_stage(self, exports: dict) -> dict:
+    def _bench_inputs(self, exports: dict):
         params = self._bench_params()
-        inputs = {"models": {v: file_sha256(self.out / e["tflite"]) for v, e in exports.items() if e.get("tflite")},
-                  "params": dataclasses.asdict(params)}
+        return params, {"models": {v: file_sha256(self.out / e["tflite"]) for v, e in exports.items()
+                                   if e.get("tflite")}, "params": dataclasses.asdict(params)}
+
+    def _bench_stage(self, exports: dict) -> dict:
+        params, inputs = self._bench_inputs(exports)
         return self._stage("bench:host", inputs, lambda: self._bench(exports, params))
 
     def _bench(self, exports: dict, params):
@@ -533,6 +566,7 @@ class Pipeline:
             for v, row in zip(ids, rows):
                 if row.get("ci_low") is not None:
                     out[v][f"speedup_ci95_vs_{ref.split('-')[1]}"] = [row["ci_low"], row["ci_high"]]
+        out["_measured_on"] = node_info()  # not a variant: which machine timed them (report.json timings)
         return out, []
 
     def arm_profiles(self) -> tuple[bool, str | None, list[str]]:
@@ -560,12 +594,12 @@ class Pipeline:
                                    f"{', '.join(names)}. Received: {','.join(bad)}.")
         return True, None, wanted + ([select] if select and select not in wanted else [])
 
-    def _arm_stages(self, exports: dict) -> dict:
+    def _arm_jobs(self, exports: dict) -> list:
+        """[(stage name, inputs, profile, export, params)] of the QEMU counts; sets `arm_state`."""
         ok, reason, profiles = self.arm_profiles()
         self.arm_state = {"available": ok, "reason": reason, "profiles": profiles}
-        out = {}
         if not ok:
-            return out
+            return []
         params = self._bench_params()
         params.num_runs, params.min_secs, params.warmup_min_secs = 1, 0.0, 0.0  # instruction counts are exact
         targets = {v: e for v, e in exports.items()
@@ -578,10 +612,13 @@ class Pipeline:
         if extra:
             jobs.append((select, extra, exports[extra]))
         self.progress.plan({f"arm:{p}:{v}": 2.0 for p, v, _ in jobs})
-        for p, v, e in jobs:
-            inputs = {"model": file_sha256(self.out / e["tflite"]), "profile": p,
-                      "params": dataclasses.asdict(params)}
-            out[(p, v)] = self._stage(f"arm:{p}:{v}", inputs, lambda p=p, e=e: self._arm(p, e, params))
+        return [(f"arm:{p}:{v}", {"model": file_sha256(self.out / e["tflite"]), "profile": p,
+                                  "params": dataclasses.asdict(params)}, p, v, e, params) for p, v, e in jobs]
+
+    def _arm_stages(self, exports: dict) -> dict:
+        out = {}
+        for name, inputs, p, v, e, params in self._arm_jobs(exports):
+            out[(p, v)] = self._stage(name, inputs, lambda p=p, e=e, params=params: self._arm(p, e, params))
         return out
 
     def _arm(self, profile: str, export: dict, params):
@@ -589,9 +626,9 @@ class Pipeline:
 
         try:
             r = qemu.run_qemu(str(self.out / export["tflite"]), profile, params)
-            return {"instructions": r.instructions_per_inference, "error": r.error}, []
+            return {"instructions": r.instructions_per_inference, "error": r.error, "measured_on": node_info()}, []
         except EdgeLowrankError as e:
-            return {"instructions": None, "error": _first_line(e)}, []
+            return {"instructions": None, "error": _first_line(e), "measured_on": node_info()}, []
 
 
 def _distill_recipe() -> str:
