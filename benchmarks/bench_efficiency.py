@@ -174,9 +174,13 @@ def child_one(spec: dict) -> dict:
            "import_s": time.monotonic() - t0}
     if scheme != "baseline":
         try:
+            # auto gets the calibration images too, so it may thin pairs (output-channels); with random weights
+            # the softmax barely moves, so its options are priced by kernel / output error, not output shift
+            extra = {"auto_objective": "kernel"} if scheme == "auto" else {}
             policy = CompressionPolicy(scheme=scheme, target_mac_ratio=ratio, cp_time_budget_s=spec["cp_time_budget"],
-                                       rank_multiple=spec.get("rank_multiple", 8),
-                                       calib_data=calib_data(arch, size) if scheme == "output-channels" else None)
+                                       rank_multiple=spec.get("rank_multiple", 8), **extra,
+                                       calib_data=calib_data(arch, size) if scheme in ("output-channels", "auto")
+                                       else None)
         except (RankError, ValueError, TypeError) as e:
             res.update(status="unavailable", message=" ".join(str(e).split())[:300])
             return res

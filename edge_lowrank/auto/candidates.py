@@ -20,7 +20,9 @@ import numpy as np
 from edge_lowrank.rank import schemes as S
 from edge_lowrank.rank.select import round_rank
 
-AUTO_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd")
+LAYER_SCHEMES = ("spatial", "channel", "tucker2", "weight-svd")  # one layer replaced by a factor block
+# output-channels thins a producer/consumer pair, with calibration data only (edge_lowrank.auto.thin_units)
+AUTO_SCHEMES = LAYER_SCHEMES + ("output-channels",)
 MAX_RANKS_PER_SCHEME = 10
 
 
@@ -40,7 +42,7 @@ class Option:
         return "original" if self.scheme is None else f"{self.scheme} {'x'.join(map(str, self.ranks))}"
 
 
-def schemes_for(spec: S.LayerSpec, allowed=AUTO_SCHEMES) -> tuple[str, ...]:
+def schemes_for(spec: S.LayerSpec, allowed=LAYER_SCHEMES) -> tuple[str, ...]:
     """The schemes that apply to this layer's shape, in `allowed`'s order."""
     if spec.kind != "conv":
         out = ("weight-svd",)
@@ -76,7 +78,7 @@ def _tail(sq: np.ndarray) -> np.ndarray:
     return np.concatenate([[1.0], 1.0 - np.cumsum(s) / total]).clip(0, 1)
 
 
-def layer_options(spec: S.LayerSpec, kernel, *, schemes=AUTO_SCHEMES, multiple: int = 8,
+def layer_options(spec: S.LayerSpec, kernel, *, schemes=LAYER_SCHEMES, multiple: int = 8,
                   limit: int = MAX_RANKS_PER_SCHEME, extra=()) -> list[Option]:
     """The original layer (first) and every (scheme, rank) on the grid that has fewer MACs than it.
 

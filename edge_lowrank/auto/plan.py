@@ -18,6 +18,13 @@ Budgets:
         MACs meet the budget (a price on MACs, by bisection): at least as fast as the fastest single scheme.
 With `cost_target="macs"` nothing is measured (options cost their MACs): a quick, device-free mode.
 
+With calibration data, `output-channels` is offered too (`edge_lowrank.auto.thin_units`): each thinnable
+producer/consumer pair becomes one unit of the choice whose options are its two layers' own options combined
+and the pair thinned to a width (the chain measured at that width in the same cost table, the consumer's
+refit error as its damage), so a layer is either factorized or thinned with its pair; the chosen pairs are
+thinned by `rewrite.thin` after the per-layer rewrite. At a MAC budget output-channels alone is one of the
+single schemes to beat.
+
 cp is left out of the options: its kernel error needs a full ALS fit per rank, and its depthwise factors
 run slowly in int8 under XNNPACK (see README's frontier table).
 """
@@ -29,8 +36,9 @@ import warnings
 
 import numpy as np
 
-from edge_lowrank.auto.candidates import AUTO_SCHEMES, Option, layer_options
+from edge_lowrank.auto.candidates import AUTO_SCHEMES, MAX_RANKS_PER_SCHEME, Option, layer_options
 from edge_lowrank.auto.select import Selection, best_scheme, choose, task_frontier
+from edge_lowrank.auto.thin_units import Unit, find_units, measure_chains, single_widths, unit_options
 from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
 from edge_lowrank.rank.select import RankChoice
 
@@ -56,6 +64,8 @@ class AutoResult:
     single_schemes: dict | None = None  # MAC budget: each single scheme's predicted cost, and the one to beat
     objective: str = "kernel error"  # what was minimized, and why (task needs calibration data)
     candidates: dict | None = None  # task objective: whole choices measured together (shift, agreement, cost)
+    thinned: dict | None = None  # output-channels: {producer: {"width", "channels", "consumer"}} chosen
+    thinning: str | None = None  # whether output-channels was offered, on how many pairs, or why not
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -248,6 +258,11 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     else:
         fixed, original = float(fixed_macs), float(prof.macs)
 
+    units, thinning = [], None
+    if "output-channels" in policy.auto_schemes:
+        units, thinning = _units(model, policy, rows, calib, table, prof.macs, verbose)
+    fixed0, fixed_macs0 = fixed, fixed_macs
+
     objective = policy.auto_objective if calib is not None and rows else "kernel"
     probe, shifts, kernel_rows, kernel_shifts = None, None, rows, None
     if objective != "kernel":
@@ -274,6 +289,18 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
                 keep.append([mine[j] for j in task_frontier(price, [ds[i] for i in mine])])
             rows = [(p, [opts[i] for i in k]) for (p, opts), k in zip(rows, keep)]
             shifts = [[ds[i] for i in k] for ds, k in zip(shifts, keep)]
+    kernel_rows0 = kernel_rows
+    if units:  # each pair's two rows become one (its layers' own options combined, and its widths)
+        price = "macs" if policy.target_mac_ratio is not None else "cost"
+        rows, shifts = _merge(rows, shifts, units, policy.rank_multiple, probe, probes if probe else None,
+                              price if objective == "task" else None)
+        if kernel_rows0 is rows:
+            kernel_rows, kernel_shifts = rows, shifts
+        else:
+            kernel_rows, kernel_shifts = _merge(kernel_rows0, kernel_shifts, units, policy.rank_multiple, probe,
+                                                probes if probe else None, None)
+        between = sum(max(0.0, u.chain_full - _cost0(rows, u.producer) - _cost0(rows, u.consumer)) for u in units)
+        fixed, fixed_macs = fixed - between, fixed_macs - sum(u.between_macs for u in units)
     kernel_layers = [[(o.error ** ERROR_POWER, o.cost) for o in opts] for _, opts in rows]
     if objective == "shift":
         layers = [[(d, o.cost) for d, o in zip(ds, opts)] for ds, (_, opts) in zip(shifts, rows)]
@@ -296,20 +323,30 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
         # ResNet and the worst top-1 after fine-tuning), so speed picks it and error is minimized within it.
         single_cost, single_error = {}, {}
         for s, ranks in singles.items():
-            total, err = fixed, 0.0
+            total, err = fixed0, 0.0
             for (p, opts) in all_rows:
                 r = ranks.get(id(p))
                 o = next((o for o in opts if o.scheme == s and o.ranks == r), opts[0]) if r else opts[0]
                 total, err = total + o.cost, err + o.error
             single_cost[s], single_error[s] = total, err
             picks = []
-            for p, opts in kernel_rows:
+            for p, opts in kernel_rows0:
                 r = ranks.get(id(p))
                 i = next((i for i, o in enumerate(opts) if o.scheme == s and o.ranks == r), None) if r else 0
                 picks.append(0 if i is None and scheme_cost(s, p.spec, r)[1] >= opts[0].macs else i)
             if None not in picks:
-                single_picks[s] = tuple(picks)
-        met_singles = [s for s in singles if _single_meets(s, singles[s], rows, fixed_macs, target_macs)]
+                mapped = _map_picks(picks, kernel_rows0, kernel_rows)
+                if mapped is not None:
+                    single_picks[s] = mapped
+        met_singles = [s for s in singles if _single_meets(s, singles[s], all_rows, fixed_macs0, target_macs)]
+        if units and all(u.single is not None for u in units):  # output-channels alone, as rewrite.thin does
+            picks = tuple(next((i for i, o in enumerate(opts) if o.width == p.single), 0) if isinstance(p, Unit)
+                          else 0 for p, opts in kernel_rows)
+            single_cost["output-channels"] = cost_of(picks, kernel_rows)
+            single_error["output-channels"] = sum(opts[i].error for (_, opts), i in zip(kernel_rows, picks))
+            if macs_of(picks, kernel_rows) <= target_macs * (1 + 1e-9):
+                met_singles.append("output-channels")
+                single_picks["output-channels"] = picks
         to_beat = min(met_singles, key=lambda s: (single_cost[s], single_error[s])) if met_singles else None
         limit = single_cost[to_beat] if to_beat else original
 
@@ -373,26 +410,133 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     if not selection.met:
         warnings.warn(f"auto: the budget cannot be met ({rule}); the cheapest options are used.", stacklevel=3)
 
-    detail = {}
+    detail, thinned = {}, {}
     for k, ((p, opts), i) in enumerate(zip(rows, selection.picks)):
         o = opts[i]
         detail[p.site.name] = {"chosen": o.label, "cost_before": opts[0].cost, "cost_after": o.cost,
                                "options": len(opts) - 1, "error": o.error,
                                "shift": None if shifts is None else shifts[k][i]}
-        if o.scheme is None:
-            p.reason = ("auto: no option is faster than the layer" if len(opts) == 1
-                        else "auto: keeping it is the best use of the budget")
+        if isinstance(p, Unit):
+            detail[p.site.name]["unit"] = f"pair '{p.name}' -> '{p.consumer.site.name}'"
+            if o.width is not None:
+                thinned[p.name] = {"width": o.width, "channels": p.pair.channels, "consumer": p.consumer.site.name}
+                for q in (p.producer, p.consumer):
+                    q.reason = f"auto: output-channels, pair '{p.name}' thinned to {o.width} channels"
+                continue
+            for q, qo in o.parts:
+                _apply(q, qo, 1 + sum(o2.width is None for o2 in opts[1:]))
             continue
-        p.scheme = o.scheme
-        p0, m0 = original_cost(p.spec)
-        p1, m1 = scheme_cost(o.scheme, p.spec, o.ranks)
-        p.choice = RankChoice(tuple(o.ranks), 1.0 - o.error, p1 / p0 if p0 else 1.0, m1 / m0 if m0 else 1.0)
+        _apply(p, o, len(opts))
     for p in live:
         if p.choice is None and p.reason is None:
             p.reason = "auto: not measured"
     return AutoResult(table.unit if measure else "MACs", rule, original, selection.cost, fixed, selection.met,
                       detail, table.measured if measure else 0, str(table.path) if measure else None, comparison,
-                      objective, candidates)
+                      objective, candidates, thinned or None, thinning)
+
+
+def _apply(p, o, n_options: int) -> None:
+    """Set the compress plan `p` to option `o` (or its reason for being kept)."""
+    if o.scheme is None:
+        p.reason = ("auto: no option is faster than the layer" if n_options == 1
+                    else "auto: keeping it is the best use of the budget")
+        return
+    p.scheme = o.scheme
+    p0, m0 = original_cost(p.spec)
+    p1, m1 = scheme_cost(o.scheme, p.spec, o.ranks)
+    p.choice = RankChoice(tuple(o.ranks), 1.0 - o.error, p1 / p0 if p0 else 1.0, m1 / m0 if m0 else 1.0)
+
+
+# ------------------------------------------------------------------------------ output-channels as units
+
+
+def _units(model, policy, rows, calib, table, total_macs, verbose):
+    """The thinnable pairs among `rows`' layers, their chains measured: (units, a line for the report)."""
+    if calib is None:
+        return [], ("output-channels not offered: it ranks channels on calibration data (give calib_data / "
+                    "--calib-data)")
+    units, notes = find_units(model, [p for p, _ in rows], calib, verbose)
+    if not units:
+        why = f" ({'; '.join(notes[:3])}{'; ...' if len(notes) > 3 else ''})" if notes else ""
+        return [], f"output-channels offered on no pair: no producer/consumer pair can be thinned{why}"
+    if policy.target_mac_ratio is not None:  # the widths output-channels alone takes at this budget
+        alone = single_widths(units, policy.target_mac_ratio * total_macs,
+                              total_macs - sum(u.full_macs for u in units), policy.rank_multiple)
+        for u in units:
+            u.single = None if alone is None else alone[id(u)]
+            u.extra = {u.single} if u.single else set()
+    measure_chains(units, table, policy.rank_multiple, MAX_RANKS_PER_SCHEME)
+    return units, (f"output-channels offered on {len(units)} producer/consumer pairs, each as one choice "
+                   f"with its two layers' own options" + (f"; {len(notes)} pairs left out" if notes else ""))
+
+
+def _cost0(rows, plan) -> float:
+    """The original measured cost of `plan`'s layer, read from a merged unit row or its own row."""
+    for p, opts in rows:
+        if p is plan:
+            return opts[0].cost
+        if isinstance(p, Unit) and (p.producer is plan or p.consumer is plan):
+            part = opts[0].parts[0 if p.producer is plan else 1][1]
+            return part.cost
+    raise KeyError(plan)
+
+
+def _merge(rws, shs, units, multiple, probe, probes, frontier):
+    """`rws` (and shifts `shs`) with each unit's producer and consumer rows replaced by one unit row.
+    `frontier` ("cost" or "macs"): keep only the unit options on the measured cost (and MACs) / shift
+    frontier, as the task objective does per layer."""
+    at = {id(p): k for k, (p, _) in enumerate(rws)}
+    first = {at[id(u.producer)]: u for u in units}
+    skip = {at[id(u.consumer)] for u in units}
+    out_rows, out_shifts = [], ([] if shs is not None else None)
+    for k, (p, opts) in enumerate(rws):
+        if k in skip:
+            continue
+        if k not in first:
+            out_rows.append((p, opts))
+            if shs is not None:
+                out_shifts.append(shs[k])
+            continue
+        u = first[k]
+        j = at[id(u.consumer)]
+        uo, us = unit_options(u, opts, rws[j][1], multiple, MAX_RANKS_PER_SCHEME,
+                              shs[k] if shs is not None else None, shs[j] if shs is not None else None)
+        if us is not None:
+            thin_idx = [i for i, o in enumerate(uo) if o.width is not None]
+            todo = [i for i in thin_idx if uo[i].width not in u.shifts]
+            if todo:
+                for i, v in zip(todo, probe.layer_shifts(u, [uo[i] for i in todo], probes)):
+                    u.shifts[uo[i].width] = v
+            for i in thin_idx:
+                us[i] = u.shifts[uo[i].width]
+            if frontier is not None:  # the data pick thinning or the layers' own options, as per layer
+                fam = [o.scheme if o.width is not None or o.scheme is None else "per-layer" for o in uo]
+                best = best_scheme(fam, [o.cost for o in uo], us)
+                keep = [i for i, f in enumerate(fam) if i == 0 or best is None or f == best]
+                if best == "per-layer":  # their combinations on the cost / shift frontier (widths keep every
+                    price = [(uo[i].cost, uo[i].macs) if frontier == "macs" else uo[i].cost for i in keep]
+                    keep = [keep[j] for j in task_frontier(price, [us[i] for i in keep])]  # width: monotone)
+                uo, us = [uo[i] for i in keep], [us[i] for i in keep]
+        out_rows.append((u, uo))
+        if shs is not None:
+            out_shifts.append(us)
+    return out_rows, out_shifts
+
+
+def _map_picks(picks, rows0, rows1):
+    """Per-layer `picks` over `rows0` as picks over the merged `rows1` (None when an option was pruned)."""
+    by_plan = {id(p): i for (p, _), i in zip(rows0, picks)}
+    out = []
+    for p, opts in rows1:
+        if isinstance(p, Unit):
+            want = (by_plan[id(p.producer)], by_plan[id(p.consumer)])
+            k = next((k for k, o in enumerate(opts) if o.index == want), None)
+            if k is None:
+                return None
+            out.append(k)
+        else:
+            out.append(by_plan[id(p)])
+    return tuple(out)
 
 
 __all__ = ["AUTO_SCHEMES", "AutoResult", "plan_auto", "micro_model"]

@@ -43,7 +43,8 @@ def choose(layers: list[list[tuple[float, float]]], budget: float, fixed: float 
         return sum(opts[i][0] for opts, i in zip(layers, picks))
 
     originals = tuple(0 for _ in layers)
-    if total(originals) <= budget:
+    if total(originals) <= budget and all(o[0][0] <= min(e for e, _ in o) for o in layers):  # (a priced
+        # damage, e.g. plus a price on MACs, can make an original worse than its options)
         return Selection(originals, total(originals), budget, 0.0, True)
     cheapest = tuple(min(range(len(o)), key=lambda i: (o[i][1], o[i][0])) for o in layers)
     if total(cheapest) > budget:

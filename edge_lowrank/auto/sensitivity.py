@@ -147,19 +147,33 @@ class TaskProbe:
         """(output shift, top-1 agreement) with every (plan, option) of `changes` applied together."""
         saved = []
         try:
-            for plan, option in changes:
-                if option.scheme is None:
-                    continue
-                var = _kernel_variable(plan.site.layer)
+            for var, value in list(self._assignments(changes)):  # all read before any is set
                 old = np.asarray(var.numpy())
                 saved.append((var, old))
-                var.assign((old.astype(np.float64) + self._delta(plan, option).reshape(old.shape)).astype(old.dtype))
+                var.assign(np.asarray(value).reshape(old.shape).astype(old.dtype))
             out = self._outputs() if saved else self.ref
         finally:
             for var, old in reversed(saved):
                 var.assign(old)
         self.evaluations += 1
         return divergence(self.ref, out), agreement(self.ref, out)
+
+    def _assignments(self, changes):
+        """(variable, new value) for every change; a unit's option (`auto.thin_units.JointOption`) gives its
+        two layers' own options, or the pair thinned (the consumer's refit kernel, zero on dropped channels)."""
+        for plan, option in changes:
+            if option.scheme is None:
+                continue
+            if getattr(option, "width", None) is not None:
+                from edge_lowrank.auto.thin_units import probe_changes
+
+                yield from probe_changes(option.unit, option.width)
+            elif getattr(option, "parts", ()):
+                yield from self._assignments(option.parts)
+            else:
+                var = _kernel_variable(plan.site.layer)
+                old = np.asarray(var.numpy(), np.float64)
+                yield var, old + self._delta(plan, option).reshape(old.shape)
 
     def shift(self, plan, option) -> float:
         """The output shift of `option` for `plan`'s layer alone."""

@@ -321,7 +321,10 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
                 continue
             seen.add(id(site.layer))
             if scheme == "auto":
-                ok, reason = _auto_eligibility(site.layer, policy.auto_schemes)
+                ok, reason = _auto_eligibility(site.layer, [s for s in policy.auto_schemes if s != "output-channels"])
+                if reason is not None and "output-channels" in policy.auto_schemes and \
+                        type(site.layer) in (keras.layers.Conv2D, keras.layers.Dense):
+                    ok, reason = (), None  # no scheme of its own, but it may be thinned as part of a pair
             else:
                 ok, reason = (scheme,), _eligibility(site.layer, scheme)
             if reason == "unsupported":
@@ -388,6 +391,12 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
         OF.fit_asymmetric(model, new_model, done, calib, _fit_output, _response_fn, MAX_RESPONSES,
                           RESPONSE_BATCH, verbose)
     decisions = _decisions(plans, scheme)
+    if auto is not None and auto.thinned:  # the pairs auto chose to thin, on the rewritten model's inputs
+        from edge_lowrank.auto.thin_units import apply_thinning
+
+        new_model, thin_rows = apply_thinning(new_model, policy, auto.thinned, verbose)
+        by_name = {d.name: d for d in thin_rows}
+        decisions = [by_name.pop(d.name, d) for d in decisions] + list(by_name.values())
     notes = () if scheme == "auto" else (lambda before, after: _budget_notes(policy, decisions, before, after))
     report = finish_report(scheme, policy, decisions, model, new_model, time.monotonic() - start, notes,
                            auto=None if auto is None else auto.to_dict())

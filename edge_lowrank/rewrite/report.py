@@ -98,6 +98,8 @@ class RewriteReport:
                              f"{'' if a['budget_met'] else ', budget NOT met'}")
             if a.get("objective"):
                 lines.append(f"auto objective: {a['objective']}")
+            if a.get("thinning"):
+                lines.append(f"auto: {a['thinning']}")
         return "\n".join(lines)
 
 
