@@ -48,6 +48,12 @@ def add_arguments(parser):
     parser.add_argument("--calib-data", default=None,
                         help="inputs for the output and output-channels schemes: fashion-mnist[:calib|train|test] or an .npz")
     parser.add_argument("--calib-samples", type=int, default=512, help="calibration images used (default 512)")
+    from edge_lowrank.rewrite.output_fit import DEFAULT as OUTPUT_FIT_DEFAULT, FITS
+
+    parser.add_argument("--output-fit", default=None, choices=FITS,
+                        help="scheme output: linear (PCA of each layer's responses), nonlinear (fit after the ReLU "
+                             "that follows a layer), *-asymmetric (layer by layer, on the inputs the compressed "
+                             "layers before it give); default: " + OUTPUT_FIT_DEFAULT)
     parser.add_argument("--cp-time-budget", type=float, default=30.0,
                         help="seconds of ALS per layer for cp (default 30)")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of distillation (default 0)")
@@ -119,12 +125,15 @@ def run(args) -> int:
                 from None
         if not name.strip():
             raise ModelError(f"Invalid value for --layer-rank. Expected NAME=R or NAME=R1xR2. Received: {item!r}.")
+    if args.output_fit is not None and args.scheme != "output":
+        raise ModelError(f"--output-fit applies to --scheme output only. Received: --scheme {args.scheme}.")
     policy = CompressionPolicy(
         scheme=args.scheme, rank=args.rank, rank_fraction=args.rank_fraction, energy=args.energy,
         vbmf=args.vbmf, target_mac_ratio=args.target_mac_ratio, target_param_ratio=args.target_param_ratio,
         rank_multiple=args.rank_multiple, fold_batchnorm=not args.no_fold_batchnorm, calib_data=calib,
         layers=tuple(s.strip() for s in args.layers.split(",")) if args.layers else None,
         cp_time_budget_s=args.cp_time_budget, layer_ranks=layer_ranks or None,
+        **({"output_fit": args.output_fit} if args.output_fit else {}),
         **({"target_latency_ratio": args.target_latency_ratio, "cost_target": args.cost_target,
             "auto_objective": args.auto_objective or ("task" if args.finetune_epochs else "shift"),
             "auto_schemes": tuple(s.strip() for s in args.auto_schemes.split(",") if s.strip())}

@@ -15,6 +15,7 @@ from dataclasses import field
 from pathlib import Path
 
 from edge_lowrank.errors import EdgeLowrankError
+from edge_lowrank.rewrite.output_fit import DEFAULT as OUTPUT_FIT_DEFAULT, FITS as OUTPUT_FITS
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
 EXECUTORS = ("local", "ray")
@@ -65,6 +66,10 @@ class RunConfig:
     energy: float | None = _opt(None, "keep this fraction of singular-value energy (overrides the MAC budget)",
                                 type=float)
     rank_multiple: int = _opt(8, "round ranks up to a multiple of this (SIMD-friendly)", type=int)
+    output_fit: str = _opt(OUTPUT_FIT_DEFAULT, "the output scheme's fit: linear, nonlinear (after the ReLU that "
+                           "follows a layer), linear-asymmetric or nonlinear-asymmetric (layer by layer, on the "
+                           "inputs the compressed layers before it give; docs/schemes.md)", type=str,
+                           choices=OUTPUT_FITS)
     finetune_epochs: int = _opt(1, "epochs of distillation from the original model (0 skips fine-tuning)",
                                 type=int)
     finetune_samples: int | None = _opt(10000, "training images used for fine-tuning (0 or less: all)", type=int)
@@ -220,6 +225,9 @@ class RunConfig:
         elif target not in ("auto", "host"):
             raise ConfigError(f"Invalid value for `select_on`. Expected auto, host or qemu:<profile> (e.g. "
                               f"qemu:cortex-a76). Received: {self.select_on!r}.")
+        if self.output_fit not in OUTPUT_FITS:
+            raise ConfigError(f"Invalid value for `output_fit`. Expected one of {', '.join(OUTPUT_FITS)}. "
+                              f"Received: output_fit={self.output_fit!r}.")
         if self.reestimate not in ("affine", "mean", "none"):
             raise ConfigError(f"Invalid value for `reestimate`. Expected affine, mean or none. "
                               f"Received: reestimate={self.reestimate!r}.")

@@ -378,7 +378,9 @@ class Pipeline:
                     # priced on the calibration data: least output shift when nothing is fine-tuned (docs/auto.md)
                     "auto_objective": "task" if cfg.finetune_epochs > 0 else "shift"}
         return {"scheme": scheme, "rank": cfg.rank, "rank_fraction": cfg.rank_fraction, "energy": cfg.energy,
-                "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple}
+                "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple,
+                # in the stage key only when it is not linear: runs cached before the option stay valid
+                **({"output_fit": cfg.output_fit} if scheme == "output" and cfg.output_fit != "linear" else {})}
 
     def _model_inputs(self, scheme: str) -> dict:
         cfg, inp = self.cfg, self.inp

@@ -17,6 +17,7 @@ import numpy as np
 from edge_lowrank.rewrite import graph as G
 
 FITS = ("linear", "nonlinear", "linear-asymmetric", "nonlinear-asymmetric")
+DEFAULT = "linear"
 
 
 def nonlinear(fit: str) -> bool:

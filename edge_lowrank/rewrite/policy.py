@@ -9,6 +9,7 @@ import numpy as np
 from edge_lowrank.auto.candidates import AUTO_SCHEMES
 from edge_lowrank.rank.schemes import SCHEMES
 from edge_lowrank.rank.select import RankError, check_policy_numbers
+from edge_lowrank.rewrite.output_fit import DEFAULT as OUTPUT_FIT_DEFAULT, FITS as OUTPUT_FITS
 
 DEFAULT_ENERGY = 0.9
 POLICY_SCHEMES = SCHEMES + ("output-channels", "auto")  # output-channels: rewrite/thin.py, no ranks
@@ -64,17 +65,15 @@ class CompressionPolicy:
     auto_schemes: tuple[str, ...] = AUTO_SCHEMES
     cost_target: str = "host"
     auto_objective: str = "task"
-    output_fit: str = "linear"
+    output_fit: str = OUTPUT_FIT_DEFAULT
 
     def __post_init__(self):
         if self.scheme not in POLICY_SCHEMES:
             raise RankError(f"Invalid value for argument `scheme`. Expected one of {', '.join(POLICY_SCHEMES)}. "
                              f"Received: scheme={self.scheme!r}.")
         self._check_auto()
-        from edge_lowrank.rewrite.output_fit import FITS
-
-        if self.output_fit not in FITS:
-            raise RankError(f"Invalid value for argument `output_fit`. Expected one of {', '.join(FITS)}. "
+        if self.output_fit not in OUTPUT_FITS:
+            raise RankError(f"Invalid value for argument `output_fit`. Expected one of {', '.join(OUTPUT_FITS)}. "
                              f"Received: output_fit={self.output_fit!r}.")
         rules = {"rank": self.rank, "rank_fraction": self.rank_fraction, "energy": self.energy,
                  "vbmf": self.vbmf or None, "target_mac_ratio": self.target_mac_ratio,

@@ -92,3 +92,18 @@ def test_rewrite_reloads_and_converts_to_int8(toy, tmp_path):
     assert xnnpack_delegation(flat)[0] == 1
     yq, yk = run_tflite(flat, x), again.predict(x, verbose=0)
     assert np.abs(yq - yk).max() < 0.1 * np.abs(yk).max() + 1e-3
+
+
+def test_cli_output_fit(toy, tmp_path, capsys):
+    from edge_lowrank.cli.main import main
+
+    model, calib = toy
+    path, out = tmp_path / "toy.keras", tmp_path / "new.keras"
+    model.save(path)
+    np.savez(tmp_path / "calib.npz", x=calib[:32])
+    assert main(["compress", str(path), "--scheme", "spatial", "--rank", "2", "--output-fit", "nonlinear"]) == 1
+    assert "--output-fit applies to --scheme output only" in capsys.readouterr().err
+    assert main(["compress", str(path), "--scheme", "output", "--rank", "4", "--calib-data",
+                 str(tmp_path / "calib.npz"), "--output-fit", "nonlinear-asymmetric", "-q", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "nonlinear-asymmetric fit" in text and "nonlinear (post-ReLU) fit, asymmetric" in text and out.exists()
