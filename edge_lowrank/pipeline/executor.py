@@ -186,6 +186,10 @@ class RayExecutor:
             for sc, keras_rel, sha, prec, vid, qat in plan:
                 if sc != scheme:
                     continue
+                skipped = pipe.export_skipped(vid, scheme, prec, keras_rel)
+                if skipped is not None:
+                    exports[vid] = skipped
+                    continue
                 name = f"export:{vid}"
                 key, started, cached = pipe._stage_begin(name, pipe._export_inputs(prec, sha, qat))
                 if cached is not None:
@@ -266,8 +270,10 @@ class RayExecutor:
         ray = self.ray
         actor_cls = ray.remote(_BenchActor).options(num_cpus=1, max_concurrency=1)
 
-        params, inputs = pipe._bench_inputs(exports)
-        key, started, bench = pipe._stage_begin("bench:host", inputs)
+        bench = {}
+        if pipe.host_bench_wanted():
+            params, inputs = pipe._bench_inputs(exports)
+            key, started, bench = pipe._stage_begin("bench:host", inputs)
         if bench is None:
             timed = {v: e for v, e in exports.items() if e.get("tflite")}
             blobs = {e["tflite"]: (pipe.out / e["tflite"]).read_bytes() for e in timed.values()}

@@ -456,8 +456,20 @@ class Pipeline:
                              "data": [inp.fingerprints["train"], len(self._qat_data()[0])]}
         return inputs
 
+    def export_skipped(self, vid: str, scheme: str, precision: str, keras_rel: str) -> dict | None:
+        """A row standing for an export a subclass does not want (e.g. the frontier sweep's float32 ones), or
+        None; both executors ask it before an export stage."""
+        return None
+
+    def host_bench_wanted(self) -> bool:
+        """False in a subclass that times the files itself (the frontier sweep); both executors ask it."""
+        return True
+
     def _export_stage(self, vid: str, scheme: str, precision: str, keras_rel: str, keras_sha: str,
                       qat: bool = False) -> dict:
+        skipped = self.export_skipped(vid, scheme, precision, keras_rel)
+        if skipped is not None:
+            return skipped
         inputs = self._export_inputs(precision, keras_sha, qat)
         return self._stage(f"export:{vid}", inputs, lambda: self._export(vid, scheme, precision, keras_rel, qat))
 
@@ -543,6 +555,8 @@ class Pipeline:
                                    if e.get("tflite")}, "params": dataclasses.asdict(params)}
 
     def _bench_stage(self, exports: dict) -> dict:
+        if not self.host_bench_wanted():
+            return {}
         params, inputs = self._bench_inputs(exports)
         return self._stage("bench:host", inputs, lambda: self._bench(exports, params))
 
