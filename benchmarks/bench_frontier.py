@@ -73,6 +73,10 @@ def _parse(argv):
     ap.add_argument("--bench-secs", type=float, default=1.0, help="host timing: minimum timed seconds per model")
     ap.add_argument("--no-arm", action="store_true", help="skip the cortex-a76 instruction counts (QEMU)")
     ap.add_argument("--targets", action="store_true", help="check issue 8's targets on the sample ResNet")
+    ap.add_argument("--executor", default="local", choices=("local", "ray"),
+                    help="where each pipeline's model and export stages run (docs/ray.md)")
+    ap.add_argument("--ray-address", default=None, help="with --executor ray: HOST:PORT of the cluster's head "
+                    "(default: a Ray started on this machine)")
     ap.add_argument("--out", default="runs/frontier", help="output folder (one pipeline folder per model/budget)")
     ap.add_argument("--json", default=None, help="JSON file (default: <out>/frontier.json)")
     ap.add_argument("--quick", action="store_true",
@@ -134,6 +138,8 @@ def _resolve(args):
         raise ArgError(f"Invalid value for --finetune-samples: {args.finetune_samples}. Expected an int >= 0.")
     if args.eval_samples is not None and args.eval_samples <= 0:
         raise ArgError(f"Invalid value for --eval-samples: {args.eval_samples}. Expected a positive int.")
+    if args.ray_address is not None and args.executor != "ray":
+        raise ArgError("--ray-address needs --executor ray.")
     if not args.bench_secs > 0:
         raise ArgError(f"Invalid value for --bench-secs: {args.bench_secs}. Expected seconds > 0.")
     return models, schemes, budgets, notes
@@ -158,15 +164,15 @@ def _pipeline_class():
             super().__init__(cfg)
             self.with_baseline = with_baseline
 
-        def _export_stage(self, vid, scheme, precision, keras_rel, keras_sha):
+        def export_skipped(self, vid, scheme, precision, keras_rel):  # asked by both executors
             keep = self.with_baseline if scheme == "baseline" else precision == "int8"
             if not keep:
                 return {"id": vid, "scheme": scheme, "precision": precision, "keras": keras_rel, "tflite": None,
                         "size_bytes": None, "error": SKIPPED}
-            return super()._export_stage(vid, scheme, precision, keras_rel, keras_sha)
+            return None
 
-        def _bench_stage(self, exports):
-            return {}
+        def host_bench_wanted(self):
+            return False
 
     return FrontierPipeline
 
@@ -179,6 +185,7 @@ def run_budget(model_path, out_dir, schemes, budget, args, with_baseline: bool) 
                     target_mac_ratio=1.0 / budget, finetune_epochs=args.finetune_epochs,
                     finetune_samples=args.finetune_samples or None, eval_samples=args.eval_samples,
                     arm="none" if args.no_arm else ARM_PROFILE, arm_precisions="int8", c_arrays=False,
+                    executor=args.executor, ray_address=args.ray_address,
                     max_accuracy_drop=None).validate()
     t0 = time.monotonic()
     report = _pipeline_class()(cfg, with_baseline).run()
