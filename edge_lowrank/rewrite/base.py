@@ -397,6 +397,8 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
         new_model, thin_rows = apply_thinning(new_model, policy, auto.thinned, verbose)
         by_name = {d.name: d for d in thin_rows}
         decisions = [by_name.pop(d.name, d) for d in decisions] + list(by_name.values())
+        order = {s.name: i for i, s in enumerate(s for m, prefix, _ in G.walk(model) for s in G.sites(m, prefix))}
+        decisions.sort(key=lambda d: order.get(d.name, len(order)))  # thinned BN / depthwise rows in place
     notes = () if scheme == "auto" else (lambda before, after: _budget_notes(policy, decisions, before, after))
     report = finish_report(scheme, policy, decisions, model, new_model, time.monotonic() - start, notes,
                            auto=None if auto is None else auto.to_dict())
