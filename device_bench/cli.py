@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON ('-' for stdout)")
     parser.add_argument("--csv", metavar="OUT.csv", help="write the results as CSV")
     parser.add_argument("--md", metavar="OUT.md", help="write the Markdown table to a file")
+    parser.add_argument("--farm", metavar="TARGETS", help="a fleet: comma-separated targets (ssh:// boards, "
+                        "qemu:<profile>, host); each file goes to the next free one, one job per target at a time, "
+                        "one table (docs/device_bench.md)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="with --farm: drive the targets from here (local) or as Ray actors (ray)")
+    parser.add_argument("--ray-address", help="with --executor ray: HOST:PORT of the cluster (default: a local Ray)")
     parser.add_argument("--remote-python", default="python3", help="the board's Python (ssh target)")
     parser.add_argument("--identity", help="private key for the ssh target (ssh -i)")
     group = parser.add_argument_group("timing (defaults of TFLite's benchmark tool)")
@@ -75,6 +81,12 @@ def run(args) -> int:
             raise BenchError("No model to benchmark: give at least one .tflite file.")
         base = _params_from_args(args)
         modes = {"on": [True], "off": [False], "both": [True, False]}[args.xnnpack]
+        if args.farm and args.target != "host":
+            raise BenchError("--farm lists the targets; leave --target out.")
+        if (args.executor != "local" or args.ray_address) and not args.farm:
+            raise BenchError("--executor/--ray-address spread files over a --farm of targets; give --farm.")
+        if args.ray_address and args.executor != "ray":
+            raise BenchError("--ray-address needs --executor ray.")
         if args.target == "tflm" and args.xnnpack != "on":
             raise BenchError(f"--xnnpack {args.xnnpack} applies to LiteRT targets; TFLM has no XNNPACK.")
         paths, params = [], []
@@ -95,9 +107,16 @@ def run(args) -> int:
             data = data.with_x(x)
             if note:
                 print(note, file=sys.stderr)
-        results = bench_models(paths, params, target=args.target, data=data, inputs=args.inputs,
-                               interleave=not args.no_interleave, remote_python=args.remote_python,
-                               ssh_identity=args.identity)
+        if args.farm:
+            from .farm import bench_farm, parse_fleet
+
+            results = bench_farm(paths, params, parse_fleet(args.farm), executor=args.executor,
+                                 ray_address=args.ray_address, data=data, inputs=args.inputs,
+                                 remote_python=args.remote_python, ssh_identity=args.identity)
+        else:
+            results = bench_models(paths, params, target=args.target, data=data, inputs=args.inputs,
+                                   interleave=not args.no_interleave, remote_python=args.remote_python,
+                                   ssh_identity=args.identity)
         if data is not None:  # the JSON says how the images were fed
             for r in results:
                 r.extra["input_transform"] = transform.describe()
