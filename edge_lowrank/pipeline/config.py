@@ -78,9 +78,12 @@ class RunConfig:
                            "and spread (affine), or mean only, to the original's on 1,024 training images "
                            "(BN re-estimation; the rewrite folds BNs into the factors); none turns it off",
                            type=str, choices=("affine", "mean", "none"))
-    qat: str = _opt("none", "quantization-aware fine-tuning with tensorflow-model-optimization: `none`, `all`, or "
-                    "comma-separated schemes (baseline included); each adds a SCHEME-int8-qat variant beside the "
-                    "post-training int8 one (minutes per variant: 3 epochs on the fine-tuning images)", type=str)
+    qat: str = _opt("needed", "quantization-aware fine-tuning with tensorflow-model-optimization: `needed` (a "
+                    "SCHEME-int8-qat variant only where the int8 file's top-1 agreement with its Keras model is "
+                    "below 97% on at least 500 test images, where QAT pays), `none`, `all`, or comma-separated "
+                    "schemes (baseline and auto included); "
+                    "each adds a SCHEME-int8-qat variant beside the post-training int8 one (minutes per variant: "
+                    "3 epochs on the fine-tuning images)", type=str)
     qat_epochs: int = _opt(3, "QAT epochs (Adam at 1e-5, distilled from the original model)", type=int)
     calib_samples: int = _opt(200, "images for int8 calibration", type=int)
     eval_samples: int | None = _opt(None, "test images for accuracy (default: all)", type=int)
@@ -120,7 +123,7 @@ class RunConfig:
     def qat_list(self) -> tuple[str, ...]:
         """The schemes (and `baseline`) that get a quantization-aware int8 variant."""
         setting = self.qat.strip()
-        if setting in ("", "none"):
+        if setting in ("", "none", "needed"):  # needed: decided per variant after the int8 exports
             return ()
         if setting == "all":
             return ("baseline", *self.scheme_list())
@@ -201,7 +204,7 @@ class RunConfig:
                               f"Received: min_speedup={self.min_speedup}.")
         bad_qat = [s for s in self.qat_list() if s not in ("baseline", *self.scheme_list())]
         if bad_qat:
-            raise ConfigError(f"Invalid value for `qat`. Expected none, all, or schemes of this run "
+            raise ConfigError(f"Invalid value for `qat`. Expected needed, none, all, or schemes of this run "
                               f"(baseline, {', '.join(self.scheme_list())}). Received: {', '.join(bad_qat)}.")
         if self.qat_epochs < 1:
             raise ConfigError(f"Invalid value for `qat_epochs`. Expected a positive int. Received: {self.qat_epochs}.")

@@ -34,6 +34,7 @@ from edge_lowrank.pipeline.executor import node_info
 from edge_lowrank.pipeline.progress import StageProgress
 
 PRECISIONS = ("float32", "int8")
+QAT_NEEDED_MIN_TEST = 500  # qat = needed judges int8 agreement on at least this many test images
 OWNED_DIRS = ("models", "tflite", "c", ".stages")
 
 
@@ -316,6 +317,7 @@ class Pipeline:
             base = self._stage("baseline", {"model": inp.model_sha}, self._baseline)
             try:
                 scheme_rows, exports = self.executor.variants(self, schemes, base)
+                exports.update(self._qat_where_needed(base, scheme_rows, exports))
                 bench, arm = self.executor.measure(self, exports)
             finally:
                 self.executor.close()
@@ -345,6 +347,33 @@ class Pipeline:
             if scheme in self.cfg.qat_list():  # the same model, int8 after quantization-aware fine-tuning
                 plan.append((scheme, keras_rel, sha, "int8", f"{scheme}-int8-qat", True))
         return plan
+
+    def _qat_where_needed(self, base, scheme_rows, exports) -> dict:
+        """`qat = needed` (the default): a SCHEME-int8-qat variant for each int8 export whose top-1 agreement
+        with its Keras model is below the debugger's remedy threshold (97%), measured on at least
+        QAT_NEEDED_MIN_TEST images. That is where QAT pays; above it QAT measured no gain or a loss
+        (docs/converters.md), and on fewer images two flipped answers cross the threshold. It depends on the
+        int8 results, so it runs after every export, in this process whatever the executor."""
+        if self.cfg.qat.strip() != "needed":
+            return {}
+        from converters.quant_debug import AGREEMENT_THRESHOLD
+
+        out = {}
+        for scheme, keras_rel, sha, prec, vid, _ in self._export_plan(base, scheme_rows):
+            fid = (exports.get(vid) or {}).get("fidelity") or {}
+            agree, n = fid.get("top1_agreement"), fid.get("n") or 0
+            if prec != "int8" or agree is None or agree >= AGREEMENT_THRESHOLD:
+                continue
+            qvid = f"{scheme}-int8-qat"
+            why = f"  {vid}: int8 top-1 agreement {agree * 100:.2f}% < {AGREEMENT_THRESHOLD * 100:g}%"
+            if n < QAT_NEEDED_MIN_TEST:
+                self.progress.log(f"{why} on only {n} test images: no {qvid} (--qat needed wants "
+                                  f"{QAT_NEEDED_MIN_TEST}; --qat {scheme} forces it)")
+                continue
+            self.progress.log(f"{why} on {n:,} test images: adding {qvid} (--qat needed)")
+            self.progress.plan({f"export:{qvid}": 4.0})
+            out[qvid] = self._export_stage(qvid, scheme, "int8", keras_rel, sha, qat=True)
+        return out
 
     @staticmethod
     def _variant_ids(schemes):
@@ -512,7 +541,7 @@ class Pipeline:
             x, _ = self._qat_data()
             teacher = self.inp.model.predict(x, batch_size=256, verbose=0)
             tfl = qat_tflite(model, x, teacher, calib_x=self.inp.calib.x, epochs=self.cfg.qat_epochs,
-                             seed=self.cfg.seed, metadata={**kwargs["metadata"], "qat": True})
+                             seed=self.cfg.seed, metadata=kwargs["metadata"])  # keeps its own "qat" details
         else:
             # the converter's child loads the saved file (models/baseline.keras is a Keras 3 save of the input)
             tfl = converters.to_tflite_isolated(self.out / keras_rel, subject=keras_rel, **kwargs)
