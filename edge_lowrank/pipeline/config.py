@@ -80,7 +80,7 @@ class RunConfig:
                            type=str, choices=("affine", "mean", "none"))
     qat: str = _opt("needed", "quantization-aware fine-tuning with tensorflow-model-optimization: `needed` (a "
                     "SCHEME-int8-qat variant only where the int8 file's top-1 agreement with its Keras model is "
-                    "below 97% on at least 500 test images, where QAT pays), `none`, `all`, or comma-separated "
+                    "below 0.97 on at least 500 test images, where QAT pays), `none`, `all`, or comma-separated "
                     "schemes (baseline and auto included); "
                     "each adds a SCHEME-int8-qat variant beside the post-training int8 one (minutes per variant: "
                     "3 epochs on the fine-tuning images)", type=str)

@@ -81,3 +81,9 @@ def test_qat_needed_adds_qat_only_below_97_percent(tiny, fast_flags, tmp_path, c
         qat = rows[f"{vid}-qat"]
         assert qat["error"] is None and qat["fidelity"]["n"] >= 500 and qat["host_median_us"] is not None
         assert read_metadata((out / qat["files"]["tflite"]).read_bytes())["qat"]["epochs"] == 1
+
+
+def test_help_states_the_qat_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help"])
+    assert e.value.code == 0 and "`needed` (a SCHEME-int8-qat variant" in " ".join(capsys.readouterr().out.split())
