@@ -93,3 +93,24 @@ def test_driver_writes_a_task_result_and_its_files(tmp_path):
     with pytest.raises(ExecutorError, match="outside the run folder"):
         ex._finish(pipe, "export:x", key, started, evil)
     assert not (tmp_path.parent / "escaped.bin").exists()
+
+
+@pytest.mark.slow
+def test_a_task_lost_after_its_retries_becomes_an_error_row():
+    """A worker that dies on every try: Ray gives up after the retries and the stage gets an error row (the
+    run goes on with the others) instead of an exception. A real Ray started in this process, 1 CPU."""
+    ray = pytest.importorskip("ray")
+    from edge_lowrank.pipeline.executor import TASK_RETRIES, _failed_row
+
+    ex = make_executor(RunConfig(executor="ray").validate())
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        ex.connected = True  # joined above; close() shuts it down
+        die = ray.remote(lambda: os._exit(1)).options(max_retries=TASK_RETRIES)
+        value, failure = ex._get(die.remote())
+        assert value is None and failure.startswith(f"Ray lost the task after {TASK_RETRIES} retries: ")
+        row = _failed_row("model", {"scheme": "spatial"}, failure)
+        assert row["status"] == "error" and row["message"] == failure and row["keras"] is None
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
