@@ -55,12 +55,13 @@ class CostTable:
     """
 
     def __init__(self, target: str = "host", *, precision: str = "int8", num_threads: int = 1, path=None,
-                 verbose: bool = False):
+                 verbose: bool = False, pool=None):
         if target != "host" and not target.startswith("qemu:"):
             raise CostError(f"Invalid cost target `{target}`. Expected host or qemu:<profile> (e.g. qemu:a76).")
         if precision not in ("int8", "float32"):
             raise CostError(f"Invalid cost precision `{precision}`. Expected int8 or float32.")
         self.target, self.precision, self.num_threads, self.verbose = target, precision, num_threads, verbose
+        self.pool = pool  # host timing on Ray actors of this CPU kind (auto/cost_pool.py); else EDGE_LOWRANK_COST_POOL
         self.fingerprint = _fingerprint(target, precision, num_threads)
         digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(path) if path is not None else cache_dir("op_costs") / f"{digest}.json"
@@ -123,6 +124,11 @@ class CostTable:
 
     def _run(self, paths) -> list[float]:
         if self.target == "host":
+            from edge_lowrank.auto.cost_pool import from_env
+
+            pool = self.pool if self.pool is not None else from_env()
+            if pool is not None:
+                return pool.time([Path(p).read_bytes() for p in paths], self.num_threads)
             cmd = [sys.executable, "-m", "device_bench.costs", *paths, "--threads", str(self.num_threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
