@@ -9,7 +9,7 @@ models are still converted here (the builders are Keras closures); the actors on
 
 Opt-in, for the process that builds the table: `EDGE_LOWRANK_COST_POOL=ray` (a Ray started on this machine)
 or `EDGE_LOWRANK_COST_POOL=HOST:PORT` (a cluster), e.g. once per CPU kind before the runs:
-`EDGE_LOWRANK_COST_POOL=head:6379 edge-lowrank compress model.keras --scheme auto --calib-data ...`.
+`EDGE_LOWRANK_COST_POOL=head:6379 edge-lowrank compress model.keras --scheme auto --calib-data ... -o OUT.keras`.
 Ignored inside a Ray task: a task holding a CPU while waiting for actors that need one can deadlock the
 cluster (so `run --executor ray` measures in the task, see docs/ray.md).
 """
