@@ -107,3 +107,32 @@ def test_cli_output_fit(toy, tmp_path, capsys):
                  str(tmp_path / "calib.npz"), "--output-fit", "nonlinear-asymmetric", "-q", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "nonlinear-asymmetric fit" in text and "nonlinear (post-ReLU) fit, asymmetric" in text and out.exists()
+
+
+def test_run_setting_and_stage_key(tmp_path):
+    """`run --output-fit` / TOML `output-fit`: validated in one line; in the output model stage's key only when
+    it is not linear (runs cached before the setting existed stay valid), never in another scheme's."""
+    import argparse
+    import types
+
+    from edge_lowrank.pipeline import config
+    from edge_lowrank.pipeline.stages import Pipeline
+
+    def parse(argv):
+        p = argparse.ArgumentParser()
+        config.add_arguments(p)
+        return config.from_args(p.parse_args(argv))
+
+    f = tmp_path / "run.toml"
+    f.write_text('[run]\noutput-fit = "nonlinear-asymmetric"\n')
+    assert parse([]).output_fit == "linear" and parse(["--config", str(f)]).output_fit == "nonlinear-asymmetric"
+    with pytest.raises(config.ConfigError, match="Expected one of linear, nonlinear"):
+        config.RunConfig(output_fit="quadratic").validate()
+
+    def key(cfg, scheme):
+        return Pipeline._policy_kwargs(types.SimpleNamespace(cfg=cfg), scheme)
+
+    assert "output_fit" not in key(parse([]), "output")
+    assert key(parse(["--config", str(f)]), "output")["output_fit"] == "nonlinear-asymmetric"
+    assert "output_fit" not in key(parse(["--config", str(f)]), "spatial")
+    assert CompressionPolicy(**key(parse(["--config", str(f)]), "output")).output_fit == "nonlinear-asymmetric"
