@@ -377,7 +377,7 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
         if verbose:
             print(f"  {p.site.name}: {p.scheme} at ranks {p.choice.rank} ...", flush=True)
         t0 = time.monotonic()
-        if fit != "linear":
+        if fit != "linear" and not (OF.asymmetric(fit) and OF.refit(model, p)):  # refit ones: linear first
             p.factors = _fit_output(p, p.responses, None)
             continue
         p.factors = run_scheme(p.scheme, p.spec.kind, p.kernel, p.choice.rank, p.bias, responses=p.responses,

@@ -67,12 +67,18 @@ def relu_after(site: G.Site, bn=None) -> bool:
         return _plain_relu(op)
 
 
+def refit(model, plan) -> bool:
+    """Whether the asymmetric pass refits `plan`: a layer of the top-level model, called once. Until then its
+    factors only need the right shapes (only the layers before a layer make its inputs), so `compress` gives
+    these the cheap linear fit first."""
+    return plan.site.model is model and len(plan.site.nodes) == 1
+
+
 def _order(model, plans):
-    """The top-level plans called once, inputs first (deepest node first in Keras' depth numbering)."""
+    """The plans the pass refits, inputs first (deepest node first in Keras' depth numbering)."""
     fm = G.functional_of(model)
     depth = {id(n): d for d, ns in fm._nodes_by_depth.items() for n in ns}
-    top = [p for p in plans if p.site.model is model and len(p.site.nodes) == 1]
-    return sorted(top, key=lambda p: -depth.get(id(p.site.nodes[0]), 0))
+    return sorted([p for p in plans if refit(model, p)], key=lambda p: -depth.get(id(p.site.nodes[0]), 0))
 
 
 def paired_responses(plan, model, new_model, calib, response_fn, max_rows: int, batch: int, seed: int = 0):
@@ -108,10 +114,14 @@ def fit_asymmetric(model, new_model, plans, calib, fit_one, response_fn, max_row
     (via `fit_one(plan, targets, inputs)`) and the weights of its block in `new_model`."""
     from edge_lowrank.rewrite.blocks import build_block
 
+    inputs = {id(t) for t in model.inputs}
     for p in _order(model, plans):
         t0 = time.monotonic()
-        yo, yt = paired_responses(p, model, new_model, calib, response_fn, max_rows, batch)
-        p.factors = fit_one(p, yo, yt)
+        if id(p.site.nodes[0].input_tensors[0]) in inputs:  # nothing compressed before it: the symmetric fit
+            p.factors = fit_one(p, p.responses, None)
+            p.fit_note += " (its inputs are the model's: nothing compressed before it)"
+        else:
+            p.factors = fit_one(p, *paired_responses(p, model, new_model, calib, response_fn, max_rows, batch))
         fresh = build_block(p.site.layer, p.factors, p.input_shape)
         new_model.get_layer(p.site.layer.name).set_weights(fresh.get_weights())
         if verbose:

@@ -63,7 +63,7 @@ def test_report_says_which_fit(toy):
     _, rep = _compress(toy, "nonlinear-asymmetric")
     rows = {d.name: d for d in rep.layers}
     assert "nonlinear-asymmetric fit" in rep.rule
-    assert rows["c1"].reason == "nonlinear (post-ReLU) fit, asymmetric"  # its own relu
+    assert rows["c1"].reason.startswith("nonlinear (post-ReLU) fit, symmetric (its inputs are the model's")
     assert rows["c2"].reason == "nonlinear (post-ReLU) fit, asymmetric"  # BN folded, then ReLU
     assert rows["c3"].reason == "linear (no ReLU after it) fit, asymmetric"  # an Add comes first
     assert all(rows[n].response_error < 1 for n in ("c1", "c2", "c3")), rep.render()
