@@ -136,3 +136,34 @@ def test_run_setting_and_stage_key(tmp_path):
     assert key(parse(["--config", str(f)]), "output")["output_fit"] == "nonlinear-asymmetric"
     assert "output_fit" not in key(parse(["--config", str(f)]), "spatial")
     assert CompressionPolicy(**key(parse(["--config", str(f)]), "output")).output_fit == "nonlinear-asymmetric"
+
+
+@pytest.mark.parametrize("name", ["nested", "shared_layer", "two_inputs", "conv1d_dilated"])
+def test_corpus_graphs_full_rank_exact(name):
+    """Nested and shared layers (kept symmetric), two inputs, Conv1D: the asymmetric nonlinear fit runs and,
+    at full rank, reproduces the model."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    mod = "edge_lowrank_corpus_models"  # the corpus conftest's name for tests/corpus/models.py
+    if mod not in sys.modules:
+        spec = importlib.util.spec_from_file_location(mod, Path(__file__).parents[1] / "corpus" / "models.py")
+        sys.modules[mod] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[mod])
+    C = sys.modules[mod]
+    model = C.build(name)
+    x, calib = C.inputs(model, 4), C.inputs(model, 32, seed=1)
+    full = max(min(int(np.prod(lyr.kernel.shape[:-1])), int(lyr.kernel.shape[-1]))
+               for lyr in _leaves(model) if type(lyr) in (L.Conv2D, L.Conv1D, L.Dense))
+    new, rep = compress(model, CompressionPolicy("output", rank=full, rank_multiple=1, calib_data=calib,
+                                                 output_fit="nonlinear-asymmetric", skip_unprofitable=False))
+    assert any(d.action == "factorized" for d in rep.layers)
+    ys, yn = model.predict(x, verbose=0), new.predict(x, verbose=0)
+    for a, b in zip(ys if isinstance(ys, list) else [ys], yn if isinstance(yn, list) else [yn]):
+        assert np.linalg.norm(a - b) <= 1e-5 * np.linalg.norm(a)
+
+
+def _leaves(model):
+    for lyr in model.layers:
+        yield from (_leaves(lyr) if isinstance(lyr, keras.Model) else [lyr])
