@@ -9,7 +9,7 @@ distillation, float and int8.
 
 Variants: `output:FIT` (FIT one of linear, nonlinear, linear-asymmetric, nonlinear-asymmetric) or any other
 scheme name. Each gets `CompressionPolicy(scheme, target_mac_ratio=1/budget)` (512 fashion-mnist:calib images
-for `output`), then `distill(epochs=--epochs, seed 0)` on the first --train-samples training images.
+for `output`), then `distill(epochs=--epochs, seed=--seed)` on the first --train-samples training images.
 
 Per-layer response error: for every rewritten layer, on the first --error-samples test images, the relative
 error ||a' - a|| / ||a - mean a|| of the feature map the next layer reads (after the BatchNorm folded into it,
@@ -107,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-samples", type=int, default=512)
     ap.add_argument("--error-samples", type=int, default=500)
     ap.add_argument("--epochs", type=int, default=1, help="distillation epochs (0: none, 'after' = 'before')")
+    ap.add_argument("--seed", type=int, default=0, help="distillation seed (its shuffling and initial state)")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 conversion and its top-1")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
     train = load_dataset("fashion-mnist:train").take(args.train_samples)
     calib = load_dataset("fashion-mnist:calib").take(args.calib_samples).x
     x_err = test.x[:args.error_samples]
-    out = {"train_samples": len(train), "test_samples": len(test), "epochs": args.epochs, "models": {}, "rows": []}
+    out = {"train_samples": len(train), "test_samples": len(test), "epochs": args.epochs, "seed": args.seed,
+           "models": {}, "rows": []}
     for mname in models:
         path = ROOT / "sample_models" / f"{mname}_fmnist.keras"
         model = load_keras_model(str(path))
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
                 errs = response_errors(model, new, read_points(model, done), x_err)
                 before = 100 * top1(new, test)
                 if args.epochs > 0:
-                    distill(new, model, train, epochs=args.epochs, verbose=False, seed=0)
+                    distill(new, model, train, epochs=args.epochs, verbose=False, seed=args.seed)
                 after = 100 * top1(new, test) if args.epochs > 0 else before
                 after8 = None if args.no_int8 else 100 * int8_top1(new, calib, test, f"{mname} {variant}")
                 prof = profile_model(new)
