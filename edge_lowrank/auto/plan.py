@@ -258,12 +258,12 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     else:
         fixed, original = float(fixed_macs), float(prof.macs)
 
+    objective = policy.auto_objective if calib is not None and rows else "kernel"
     units, thinning = [], None
     if "output-channels" in policy.auto_schemes:
-        units, thinning = _units(model, policy, rows, calib, table, prof.macs, verbose)
+        units, thinning = _units(model, policy, rows, calib, table, prof.macs, verbose, objective)
     fixed0, fixed_macs0 = fixed, fixed_macs
 
-    objective = policy.auto_objective if calib is not None and rows else "kernel"
     probe, shifts, kernel_rows, kernel_shifts = None, None, rows, None
     if objective != "kernel":
         from edge_lowrank.auto.sensitivity import TaskProbe, probe_plan
@@ -450,15 +450,29 @@ def _apply(p, o, n_options: int) -> None:
 # ------------------------------------------------------------------------------ output-channels as units
 
 
-def _units(model, policy, rows, calib, table, total_macs, verbose):
-    """The thinnable pairs among `rows`' layers, their chains measured: (units, a line for the report)."""
+def _units(model, policy, rows, calib, table, total_macs, verbose, objective):
+    """The thinnable pairs among `rows`' layers, their chains measured: (units, a line for the report).
+
+    Under the `task` objective (fine-tuning follows) only pairs with a depthwise conv between them are offered.
+    Why, measured (docs/benchmarks.md, frontier): thinning a plain conv -> conv pair shifts the output less
+    than a factorization at equal cost *before* fine-tuning, so the whole-choice check picks it, but it
+    recovers less in distillation: on the sample ResNet auto with every pair offered returned output-channels'
+    model at 3x and 4x, 0.46 and 2.41 points below auto without it. Where a depthwise conv sits between, no
+    factorization can cut it and thinning is the only way to (MobileNetV2)."""
     if calib is None:
         return [], ("output-channels not offered: it ranks channels on calibration data (give calib_data / "
                     "--calib-data)")
     units, notes = find_units(model, [p for p, _ in rows], calib, verbose)
+    if objective == "task" and units:
+        plain = {id(u) for u in units if not any(_is_depthwise(b) for b in u.pair.between)}
+        if plain:
+            units = [u for u in units if id(u) not in plain]
+            notes.insert(0, f"{len(plain)} plain conv pairs not offered: fine-tuning follows (task objective), and "
+                         f"thinned plain pairs recover less in distillation than factorized layers "
+                         f"(--auto-objective shift offers them)")
     if not units:
         why = f" ({'; '.join(notes[:3])}{'; ...' if len(notes) > 3 else ''})" if notes else ""
-        return [], f"output-channels offered on no pair: no producer/consumer pair can be thinned{why}"
+        return [], f"output-channels offered on no pair{why}"
     if policy.target_mac_ratio is not None:  # the widths output-channels alone takes at this budget
         alone = single_widths(units, policy.target_mac_ratio * total_macs,
                               total_macs - sum(u.full_macs for u in units), policy.rank_multiple)
@@ -468,6 +482,12 @@ def _units(model, policy, rows, calib, table, total_macs, verbose):
     measure_chains(units, table, policy.rank_multiple, MAX_RANKS_PER_SCHEME)
     return units, (f"output-channels offered on {len(units)} producer/consumer pairs, each as one choice "
                    f"with its two layers' own options" + (f"; {len(notes)} pairs left out" if notes else ""))
+
+
+def _is_depthwise(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.DepthwiseConv2D)
 
 
 def _cost0(rows, plan) -> float:
