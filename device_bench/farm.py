@@ -128,20 +128,13 @@ class _TargetActor:
 
 
 def _farm_ray(paths, params_list, targets, address, kw, inputs) -> list[BenchResult]:
-    try:
-        import ray
-    except ImportError:
-        raise BenchError("--executor ray needs Ray: pip install 'ray[default]>=2.60,<2.61'.") from None
-    import logging
+    from .raycluster import RayUnavailable, connect, import_ray
 
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
-        except Exception as e:  # noqa: BLE001 - one line, whatever Ray raised
-            raise BenchError(f"Cannot start or join Ray at {address or 'a new local Ray'}: "
-                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    try:
+        ray = import_ray("pip install 'ray[default]>=2.60,<2.61'")
+        started = connect(ray, address)
+    except RayUnavailable as e:
+        raise BenchError(f"--executor ray: {e}") from None
     try:
         blob = Path(inputs).read_bytes() if inputs else None
         actors = {}

@@ -16,7 +16,6 @@ cluster (so `run --executor ray` measures in the task, see docs/ray.md).
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import warnings
@@ -60,20 +59,16 @@ class CostPool:
     """Timer actors on every node of this process's CPU kind (`nodes`, `skipped` name them)."""
 
     def __init__(self, address: str | None = None):
+        from device_bench.raycluster import RayUnavailable, connect, import_ray
+
         try:
-            import ray
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        except ImportError:
-            raise EdgeLowrankError(f"{ENV} needs Ray: pip install 'edge-lowrank[ray]'.") from None
+            ray = import_ray("pip install 'edge-lowrank[ray]'")
+            self.started = connect(ray, address)
+        except RayUnavailable as e:
+            raise EdgeLowrankError(f"{ENV}: {e}") from None
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         self.ray = ray
-        self.started = not ray.is_initialized()
-        if self.started:
-            try:
-                ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING)
-            except Exception as e:  # noqa: BLE001 - one line, whatever Ray raised
-                raise EdgeLowrankError(f"{ENV}: cannot start or join Ray at {address or 'a local Ray'}: "
-                                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         timer = ray.remote(_Timer)
         probes = {}
         for n in ray.nodes():

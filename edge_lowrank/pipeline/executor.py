@@ -102,6 +102,7 @@ class RayExecutor:
         self.ray = ray
         self.address = address
         self.connected = False
+        self.owned = False
         self.nodes = 0
         self.memory = TASK_MEMORY
         self.ran_on: dict[str, dict] = {}
@@ -111,17 +112,15 @@ class RayExecutor:
     def _connect(self) -> None:
         if self.connected:
             return
-        import logging
+        from device_bench.raycluster import RayUnavailable, connect
 
         ray = self.ray
         env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
         where = self.address or "a new local Ray"
-        _check_reachable(self.address)
-        try:  # "local" (not None): never join someone else's cluster by accident
-            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING, runtime_env={"env_vars": env})
-        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: one line
-            raise ExecutorError(f"Cannot start or join Ray at {where}: {_one_line(e)}") from None
+        try:
+            self.owned = connect(ray, self.address, runtime_env={"env_vars": env})
+        except RayUnavailable as e:
+            raise ExecutorError(str(e)) from None
         self.connected = True
         self.driver = node_info()
         alive = [n for n in ray.nodes() if n.get("Alive")]
@@ -136,9 +135,9 @@ class RayExecutor:
                 "driver": self.driver, "stages_ran_on": dict(self.ran_on)}
 
     def close(self) -> None:
-        if self.connected:
+        if self.connected and self.owned:  # a Ray this process joined before the run stays up
             self.ray.shutdown()
-            self.connected = False
+        self.connected = False
 
     def _task(self):
         opts = {"num_cpus": TASK_CPUS, "max_retries": TASK_RETRIES, "retry_exceptions": False}
@@ -312,21 +311,6 @@ class RayExecutor:
             for a in actors.values():
                 ray.kill(a)
         return bench, arm
-
-
-def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """Fail in seconds on a HOST:PORT nobody listens on: ray.init retries such an address for minutes."""
-    if not address or address in ("auto", "local") or "://" in address:
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ExecutorError(f"Invalid value for `ray_address`. Expected HOST:PORT (of `ray start --head`) or auto. "
-                            f"Received: {address!r}.")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise ExecutorError(f"Cannot join Ray at {address}: nothing answers there ({e.strerror or type(e).__name__}); "
-                            f"start the head with `ray start --head --port {port}`.") from None
 
 
 def _failed_row(kind: str, args: dict, failure: str) -> dict:

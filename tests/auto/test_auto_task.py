@@ -34,6 +34,27 @@ def _calib(n=32, seed=1):
     return np.random.default_rng(seed).standard_normal((n, 12, 12, 3)).astype(np.float32)
 
 
+def _live_plans(m) -> dict:
+    """{layer name: plan} of the layers auto weighs in `m` (what `plan_auto` receives), by running auto once."""
+    from edge_lowrank.auto import plan as P
+
+    plans = {}
+    orig = P.plan_auto
+
+    def spy(model, policy, live, **kw):
+        plans.update({p.site.name: p for p in live})
+        return orig(model, policy, live, **kw)
+
+    P.plan_auto = spy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
+    finally:
+        P.plan_auto = orig
+    return plans
+
+
 @pytest.mark.parametrize("scheme,ranks,k", [("spatial", (8,), 3), ("channel", (8,), 3), ("weight-svd", (8,), 1),
                                             ("tucker2", (8, 16), 3)])
 def test_truncated_kernel_has_the_candidates_error(scheme, ranks, k):
@@ -63,23 +84,7 @@ def test_probe_predicts_the_rewritten_model_and_restores_the_kernel(scheme, rank
         one, _ = compress(m, CompressionPolicy(scheme, layers=("c2",), layer_ranks={"c2": rank}, rank_multiple=1))
     want = np.asarray(one.predict(x, verbose=0))
     probe = TaskProbe(m, x)
-    plans = {}
-    from edge_lowrank.auto import plan as P
-
-    orig = P.plan_auto
-
-    def spy(model, policy, live, **kw):
-        plans.update({p.site.name: p for p in live})
-        return orig(model, policy, live, **kw)
-
-    P.plan_auto = spy
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
-    finally:
-        P.plan_auto = orig
-    p = plans["c2"]
+    p = _live_plans(m)["c2"]
     assert p.bn is not None
     shift, agree = probe.measure([(p, Option(scheme, (rank,), 0.0, 0, 0))])
     # the probe's modified model gives the rewritten model's outputs
@@ -173,7 +178,6 @@ def test_compress_cli_prices_on_calibration_data(tmp_path, capsys):
 
 def test_probe_on_a_separable_pointwise_and_a_conv1d():
     """The kernel the probe substitutes is the pointwise one of a SeparableConv2D, the 3-D one of a Conv1D."""
-    from edge_lowrank.auto import plan as P
     from edge_lowrank.auto.candidates import Option
 
     keras.utils.set_random_seed(0)
@@ -184,20 +188,7 @@ def test_probe_on_a_separable_pointwise_and_a_conv1d():
     x = keras.layers.GlobalAveragePooling1D()(x)
     m = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
     x = np.random.default_rng(0).standard_normal((16, 10, 10, 4)).astype(np.float32)
-    plans = {}
-    orig = P.plan_auto
-
-    def spy(model, policy, live, **kw):
-        plans.update({p.site.name: p for p in live})
-        return orig(model, policy, live, **kw)
-
-    P.plan_auto = spy
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
-    finally:
-        P.plan_auto = orig
+    plans = _live_plans(m)
     probe = TaskProbe(m, x)
     for name, scheme, rank in (("sep", "weight-svd", 2), ("c1d", "channel", 4)):
         with warnings.catch_warnings():
@@ -211,27 +202,12 @@ def test_probe_on_a_separable_pointwise_and_a_conv1d():
 
 
 def test_few_probes_interpolate_between_measured_options():
-    from edge_lowrank.auto import plan as P
     from edge_lowrank.auto.sensitivity import probe_plan
 
     assert probe_plan(22.7e6, 82, 200) == (200, None)  # the sample ResNet: every option on 200 images
     assert probe_plan(1.02e9, 1300, 200) == (32, 3)  # ResNet-50 at 112 x 112: a few per layer and scheme
     m = _model()
-    plans = {}
-    orig = P.plan_auto
-
-    def spy(model, policy, live, **kw):
-        plans.update({p.site.name: p for p in live})
-        return orig(model, policy, live, **kw)
-
-    P.plan_auto = spy
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compress(m, CompressionPolicy("auto", target_mac_ratio=0.9, cost_target="macs", auto_objective="kernel"))
-    finally:
-        P.plan_auto = orig
-    p = plans["c2"]
+    p = _live_plans(m)["c2"]
     opts = layer_options(p.spec, p.kernel, schemes=("spatial",), multiple=2)[1:]
     assert len(opts) > 3
     probe = TaskProbe(m, _calib())

@@ -105,7 +105,7 @@ def test_a_task_lost_after_its_retries_becomes_an_error_row():
     ex = make_executor(RunConfig(executor="ray").validate())
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        ex.connected = True  # joined above; close() shuts it down
+        ex.connected = ex.owned = True  # joined above; close() shuts down what it owns
         die = ray.remote(lambda: os._exit(1)).options(max_retries=TASK_RETRIES)
         value, failure = ex._get(die.remote())
         assert value is None and failure.startswith(f"Ray lost the task after {TASK_RETRIES} retries: ")
