@@ -65,16 +65,9 @@ MAX_SHIFT = 2
 
 def augment(x: np.ndarray, rng: np.random.Generator, max_shift: int = MAX_SHIFT) -> np.ndarray:
     """Random horizontal flip (p=0.5) and random shift of up to `max_shift` pixels (zero padding) per image."""
-    n, h, w, c = x.shape
-    flip = rng.random(n) < 0.5
-    x = np.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
-    if max_shift:
-        padded = np.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))  # n, dy, dx, c, h, w
-        dy = rng.integers(0, 2 * max_shift + 1, n)
-        dx = rng.integers(0, 2 * max_shift + 1, n)
-        x = np.moveaxis(windows[np.arange(n), dy, dx], 1, -1)  # n, h, w, c
-    return np.ascontiguousarray(x, dtype=np.float32)
+    from edge_lowrank.finetune.augment import augment_images
+
+    return augment_images(x, rng, flip=True, max_shift=max_shift)
 
 
 def evaluate_accuracy(model, dataset, batch_size: int = 500) -> float:

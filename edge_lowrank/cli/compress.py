@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES
+from edge_lowrank.finetune.augment import AUGMENTS
 
 SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "output-channels", "cp", "tucker2-spatial", "auto")
 
@@ -63,6 +64,9 @@ def add_arguments(parser):
     parser.add_argument("--finetune-samples", type=int, default=None, help="training images used (default all)")
     parser.add_argument("--val-data", default=None, help="labelled data to score top-1 before/after fine-tuning")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--finetune-augment", default="none", choices=AUGMENTS,
+                        help="a fresh random view of the fine-tuning images per epoch (horizontal flip, shift up "
+                             "to 2 px): only where the labels survive it (default none)")
     parser.add_argument("--qat", action="store_true",
                         help="also write OUT-int8-qat.tflite next to -o: the rewritten model after quantization-"
                              "aware fine-tuning (tensorflow-model-optimization, in a child process), distilled "
@@ -156,7 +160,7 @@ def run(args) -> int:
                              "fine-tuning")
         val = model_inputs(load_dataset(args.val_data, default_split="test"), "validation") if args.val_data else None
         hist = distill(new_model, model, train, epochs=args.finetune_epochs, batch_size=args.batch_size,
-                       val=val, verbose=not args.quiet)
+                       val=val, verbose=not args.quiet, augment=args.finetune_augment)
         data["finetune"] = hist
         if val is not None:
             print(f"top-1 on {val.name}: original {hist['teacher_val_top1'] * 100:.2f}%, rewritten "

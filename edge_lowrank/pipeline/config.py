@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_lowrank.errors import EdgeLowrankError
 from edge_lowrank.rewrite.output_fit import DEFAULT as OUTPUT_FIT_DEFAULT, FITS as OUTPUT_FITS
+from edge_lowrank.finetune.augment import AUGMENTS
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
 EXECUTORS = ("local", "ray")
@@ -74,6 +75,10 @@ class RunConfig:
                                 type=int)
     finetune_samples: int | None = _opt(10000, "training images used for fine-tuning (0 or less: all)", type=int)
     batch_size: int = _opt(128, "fine-tuning batch size", type=int)
+    finetune_augment: str = _opt("none", "a fresh random view of the fine-tuning images per epoch, the original "
+                                 "model's outputs recomputed on it: flip (horizontal), shift (up to 2 px), "
+                                 "flip+shift; only where the labels survive it (clothes yes, digits no)",
+                                 type=str, choices=AUGMENTS)
     reestimate: str = _opt("affine", "before fine-tuning, match each rewritten block's per-channel output mean "
                            "and spread (affine), or mean only, to the original's on 1,024 training images "
                            "(BN re-estimation; the rewrite folds BNs into the factors); none turns it off",
@@ -231,6 +236,9 @@ class RunConfig:
         if self.output_fit not in OUTPUT_FITS:
             raise ConfigError(f"Invalid value for `output_fit`. Expected one of {', '.join(OUTPUT_FITS)}. "
                               f"Received: output_fit={self.output_fit!r}.")
+        if self.finetune_augment not in AUGMENTS:
+            raise ConfigError(f"Invalid value for `finetune_augment`. Expected one of {', '.join(AUGMENTS)}. "
+                              f"Received: finetune_augment={self.finetune_augment!r}.")
         if self.reestimate not in ("affine", "mean", "none"):
             raise ConfigError(f"Invalid value for `reestimate`. Expected affine, mean or none. "
                               f"Received: reestimate={self.reestimate!r}.")

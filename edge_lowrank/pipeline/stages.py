@@ -416,7 +416,9 @@ class Pipeline:
         return {"model": inp.model_sha, "policy": self._policy_kwargs(scheme), "seed": cfg.seed,
                 "finetune": {"epochs": cfg.finetune_epochs, "samples": len(inp.train) if inp.train else 0,
                              "batch_size": cfg.batch_size, "data": inp.fingerprints["train"],
-                             "recipe": _distill_recipe(), "reestimate": cfg.reestimate},
+                             "recipe": _distill_recipe(), "reestimate": cfg.reestimate,
+                             # in the key only when on: stages cached before the option stay valid
+                             **({"augment": cfg.finetune_augment} if cfg.finetune_augment != "none" else {})},
                 "calib": [inp.fingerprints["calib"], len(inp.calib)]}
 
     def _model_stage(self, scheme: str) -> dict:
@@ -457,7 +459,7 @@ class Pipeline:
             try:
                 hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs,
                                batch_size=cfg.batch_size, verbose=False, seed=cfg.seed,
-                               reestimate=cfg.reestimate)
+                               reestimate=cfg.reestimate, augment=cfg.finetune_augment)
             except EdgeLowrankError:
                 raise
             except Exception as e:
