@@ -9,7 +9,6 @@ keys, agents and ~/.ssh/config work as they do for the user.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import re

@@ -204,8 +204,8 @@ def load_inputs(cfg: RunConfig) -> Inputs:
                      f"{cfg.seed}: {len(train_part):,} images for fine-tuning and calibration, {split['n_test']:,} "
                      f"held out for testing (--test-fraction {cfg.test_fraction:g}; --train-data turns it off)")
     elif cfg.train_data and not fashion and cfg.train_data == cfg.data:
-        notes.append(f"--train-data is --data: the figures are measured on the images the models were "
-                     f"fine-tuned on")
+        notes.append("--train-data is --data: the figures are measured on the images the models were "
+                     "fine-tuned on")
     if mode == "agreement":
         notes.append("the test data have no labels: every accuracy figure is top-1 agreement with the original "
                      "float Keras model, and --max-accuracy-drop applies to it")

@@ -449,7 +449,7 @@ def _budget_notes(policy, decisions, before, after) -> list[str]:
                 f"{why}, and {rest}."]
     return [f"the {metric} budget {target} is met at {got:.3f}x, well under it: ranks move in steps of "
             f"{policy.rank_multiple} (rank_multiple) and the next step of any layer would pass the budget"
-            + (f"; --rank-multiple 1 lands closer" if policy.rank_multiple > 1 else "") + "."]
+            + ("; --rank-multiple 1 lands closer" if policy.rank_multiple > 1 else "") + "."]
 
 
 def _choose_ranks(model, policy, plans, live):
