@@ -37,8 +37,8 @@ DEFAULT_TIMEOUT_S = 3600
 STOCK_LAYERS = frozenset({
     "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU", "Activation",
     "Softmax", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Add",
-    "Subtract", "Multiply", "Concatenate", "Flatten", "Reshape", "Dropout", "ZeroPadding2D", "Identity",
-})
+    "Subtract", "Multiply", "Concatenate", "Flatten", "Reshape", "Dropout", "ZeroPadding2D",
+})  # and Identity, which flatten_graph drops
 # Config keys that differ between Keras 3 and tf_keras or that the frozen rebuild does not need.
 _DROP_KEYS = ("dtype", "synchronized", "kernel_initializer", "bias_initializer", "depthwise_initializer",
               "pointwise_initializer", "beta_initializer", "gamma_initializer", "moving_mean_initializer",
@@ -90,6 +90,10 @@ def flatten_graph(model) -> tuple[dict, list[np.ndarray]]:
             ins = [names[id(t)] for t in node.input_tensors]
             if isinstance(op, keras.Model):
                 outs = inline(op, ins, prefix + op.name + "/")
+            elif isinstance(op, keras.layers.Identity):
+                # where the rewrite folded a BatchNormalization: a no-op the tfmot registry refuses, so its
+                # consumers read its input
+                outs = ins
             else:
                 cls = type(op).__name__
                 if cls not in STOCK_LAYERS:
