@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES
 from edge_lowrank.finetune.augment import AUGMENTS
+from edge_lowrank.finetune.distill import SCHEDULES
 
 SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "output-channels", "cp", "tucker2-spatial", "auto")
 
@@ -64,6 +65,9 @@ def add_arguments(parser):
     parser.add_argument("--finetune-samples", type=int, default=None, help="training images used (default all)")
     parser.add_argument("--val-data", default=None, help="labelled data to score top-1 before/after fine-tuning")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--finetune-lr", type=float, default=5e-4, help="peak learning rate, Adam (default 5e-4)")
+    parser.add_argument("--finetune-schedule", default="auto", choices=SCHEDULES,
+                        help="auto (constant for one epoch, else cosine to 5 %%), constant, cosine, warmup-cosine")
     parser.add_argument("--finetune-augment", default="none", choices=AUGMENTS,
                         help="a fresh random view of the fine-tuning images per epoch (horizontal flip, shift up "
                              "to 2 px): only where the labels survive it (default none)")
@@ -160,7 +164,8 @@ def run(args) -> int:
                              "fine-tuning")
         val = model_inputs(load_dataset(args.val_data, default_split="test"), "validation") if args.val_data else None
         hist = distill(new_model, model, train, epochs=args.finetune_epochs, batch_size=args.batch_size,
-                       val=val, verbose=not args.quiet, augment=args.finetune_augment)
+                       val=val, verbose=not args.quiet, augment=args.finetune_augment,
+                       learning_rate=args.finetune_lr, schedule=args.finetune_schedule)
         data["finetune"] = hist
         if val is not None:
             print(f"top-1 on {val.name}: original {hist['teacher_val_top1'] * 100:.2f}%, rewritten "

@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_lowrank.errors import EdgeLowrankError
 from edge_lowrank.rewrite.output_fit import DEFAULT as OUTPUT_FIT_DEFAULT, FITS as OUTPUT_FITS
 from edge_lowrank.finetune.augment import AUGMENTS
+from edge_lowrank.finetune.distill import SCHEDULES
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
 EXECUTORS = ("local", "ray")
@@ -75,6 +76,10 @@ class RunConfig:
                                 type=int)
     finetune_samples: int | None = _opt(10000, "training images used for fine-tuning (0 or less: all)", type=int)
     batch_size: int = _opt(128, "fine-tuning batch size", type=int)
+    finetune_lr: float = _opt(5e-4, "fine-tuning peak learning rate (Adam)", type=float)
+    finetune_schedule: str = _opt("auto", "the learning rate over the fine-tuning: auto (constant for one epoch, "
+                                  "else cosine decay to a twentieth), constant, cosine, warmup-cosine (linear "
+                                  "warm-up over a tenth of the steps, then cosine)", type=str, choices=SCHEDULES)
     finetune_augment: str = _opt("none", "a fresh random view of the fine-tuning images per epoch, the original "
                                  "model's outputs recomputed on it: flip (horizontal), shift (up to 2 px), "
                                  "flip+shift; only where the labels survive it (clothes yes, digits no)",
@@ -236,6 +241,12 @@ class RunConfig:
         if self.output_fit not in OUTPUT_FITS:
             raise ConfigError(f"Invalid value for `output_fit`. Expected one of {', '.join(OUTPUT_FITS)}. "
                               f"Received: output_fit={self.output_fit!r}.")
+        if self.finetune_schedule not in SCHEDULES:
+            raise ConfigError(f"Invalid value for `finetune_schedule`. Expected one of {', '.join(SCHEDULES)}. "
+                              f"Received: finetune_schedule={self.finetune_schedule!r}.")
+        if not self.finetune_lr > 0:
+            raise ConfigError(f"Invalid value for `finetune_lr`. Expected a float > 0. "
+                              f"Received: finetune_lr={self.finetune_lr}.")
         if self.finetune_augment not in AUGMENTS:
             raise ConfigError(f"Invalid value for `finetune_augment`. Expected one of {', '.join(AUGMENTS)}. "
                               f"Received: finetune_augment={self.finetune_augment!r}.")

@@ -418,7 +418,9 @@ class Pipeline:
                              "batch_size": cfg.batch_size, "data": inp.fingerprints["train"],
                              "recipe": _distill_recipe(), "reestimate": cfg.reestimate,
                              # in the key only when on: stages cached before the option stay valid
-                             **({"augment": cfg.finetune_augment} if cfg.finetune_augment != "none" else {})},
+                             **({"augment": cfg.finetune_augment} if cfg.finetune_augment != "none" else {}),
+                             **({"lr": cfg.finetune_lr} if cfg.finetune_lr != 5e-4 else {}),
+                             **({"schedule": cfg.finetune_schedule} if cfg.finetune_schedule != "auto" else {})},
                 "calib": [inp.fingerprints["calib"], len(inp.calib)]}
 
     def _model_stage(self, scheme: str) -> dict:
@@ -459,7 +461,8 @@ class Pipeline:
             try:
                 hist = distill(student, inp.model, inp.train, epochs=cfg.finetune_epochs,
                                batch_size=cfg.batch_size, verbose=False, seed=cfg.seed,
-                               reestimate=cfg.reestimate, augment=cfg.finetune_augment)
+                               reestimate=cfg.reestimate, augment=cfg.finetune_augment,
+                               learning_rate=cfg.finetune_lr, schedule=cfg.finetune_schedule)
             except EdgeLowrankError:
                 raise
             except Exception as e:

@@ -57,6 +57,24 @@ def test_reestimate_setting():
         config.RunConfig(reestimate="bn").validate()
 
 
+def test_finetune_recipe_settings(tmp_path):
+    """Learning rate, schedule and augmentation of the distillation: flags and TOML, checked in one line;
+    the help text renders (argparse %-formats it)."""
+    p = argparse.ArgumentParser()
+    config.add_arguments(p)
+    assert "warmup-cosine" in p.format_help()
+    cfg = parse([])
+    assert (cfg.finetune_lr, cfg.finetune_schedule, cfg.finetune_augment) == (5e-4, "auto", "none")
+    f = tmp_path / "ft.toml"
+    f.write_text('[run]\nfinetune-lr = 1e-3\nfinetune-schedule = "warmup-cosine"\nfinetune-augment = "flip"\n')
+    cfg = parse(["--config", str(f), "--finetune-augment", "flip+shift"])
+    assert (cfg.finetune_lr, cfg.finetune_schedule, cfg.finetune_augment) == (1e-3, "warmup-cosine", "flip+shift")
+    for bad, match in (({"finetune_schedule": "step"}, "finetune_schedule"), ({"finetune_lr": 0.0}, "finetune_lr"),
+                       ({"finetune_augment": "rotate"}, "finetune_augment")):
+        with pytest.raises(config.ConfigError, match=match):
+            config.RunConfig(**bad).validate()
+
+
 @pytest.mark.parametrize("text, match", [
     ("rank = 0\n", "Expected a positive int"),
     ("target-mac-ratio = 1.5\n", r"Expected a float in \(0, 1\]"),
