@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edge_lowrank.auto.candidates import AUTO_SCHEMES
 from edge_lowrank.finetune.augment import AUGMENTS
-from edge_lowrank.finetune.distill import SCHEDULES
+from edge_lowrank.finetune.distill import DEFAULT_LR, SCHEDULES
 
 SCHEMES = ("spatial", "channel", "tucker2", "weight-svd", "output", "output-channels", "cp", "tucker2-spatial", "auto")
 
@@ -65,7 +65,8 @@ def add_arguments(parser):
     parser.add_argument("--finetune-samples", type=int, default=None, help="training images used (default all)")
     parser.add_argument("--val-data", default=None, help="labelled data to score top-1 before/after fine-tuning")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--finetune-lr", type=float, default=5e-4, help="peak learning rate, Adam (default 5e-4)")
+    parser.add_argument("--finetune-lr", type=float, default=DEFAULT_LR,
+                        help=f"peak learning rate, Adam (default {DEFAULT_LR:g})")
     parser.add_argument("--finetune-schedule", default="auto", choices=SCHEDULES,
                         help="auto (constant for one epoch, else cosine to 5 %%), constant, cosine, warmup-cosine")
     parser.add_argument("--finetune-augment", default="none", choices=AUGMENTS,

@@ -56,11 +56,12 @@ def top1(model, data, batch_size: int = 256) -> float:
 
 
 SCHEDULES = ("auto", "constant", "cosine", "warmup-cosine")
+DEFAULT_LR = 5e-4  # measured best for the 1-epoch fine-tune run does by default (docs/schemes.md "Fine-tuning")
 RECIPE = "kd+reestimate-affine/2"  # changes when a default above changes what a fine-tune produces (stage keys)
 
 
 def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, temperature: float = 4.0,
-            alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = 5e-4,
+            alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = DEFAULT_LR,
             seed: int = 0, schedule: str = "auto", reestimate: str = "affine", reestimate_samples: int = 1024,
             freeze_bn: bool = True, augment: str = "none") -> dict:
     """Fine-tune `student` in place on `train` (a `Dataset`) with soft targets from `teacher`.

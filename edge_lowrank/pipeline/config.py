@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_lowrank.errors import EdgeLowrankError
 from edge_lowrank.rewrite.output_fit import DEFAULT as OUTPUT_FIT_DEFAULT, FITS as OUTPUT_FITS
 from edge_lowrank.finetune.augment import AUGMENTS
-from edge_lowrank.finetune.distill import SCHEDULES
+from edge_lowrank.finetune.distill import DEFAULT_LR, SCHEDULES
 
 DEFAULT_SCHEMES = ("spatial", "channel", "tucker2", "cp", "weight-svd", "auto")
 EXECUTORS = ("local", "ray")
@@ -76,7 +76,7 @@ class RunConfig:
                                 type=int)
     finetune_samples: int | None = _opt(10000, "training images used for fine-tuning (0 or less: all)", type=int)
     batch_size: int = _opt(128, "fine-tuning batch size", type=int)
-    finetune_lr: float = _opt(5e-4, "fine-tuning peak learning rate (Adam)", type=float)
+    finetune_lr: float = _opt(DEFAULT_LR, "fine-tuning peak learning rate (Adam)", type=float)
     finetune_schedule: str = _opt("auto", "the learning rate over the fine-tuning: auto (constant for one epoch, "
                                   "else cosine decay to a twentieth), constant, cosine, warmup-cosine (linear "
                                   "warm-up over a tenth of the steps, then cosine)", type=str, choices=SCHEDULES)

@@ -28,6 +28,7 @@ from pathlib import Path
 from edge_lowrank import __version__
 from edge_lowrank.errors import DataError, EdgeLowrankError, ModelError
 from edge_lowrank.fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from edge_lowrank.finetune.distill import DEFAULT_LR
 from edge_lowrank.pipeline.cache import StageCache, file_sha256, stage_key
 from edge_lowrank.pipeline.config import RunConfig
 from edge_lowrank.pipeline.executor import node_info
@@ -419,7 +420,7 @@ class Pipeline:
                              "recipe": _distill_recipe(), "reestimate": cfg.reestimate,
                              # in the key only when on: stages cached before the option stay valid
                              **({"augment": cfg.finetune_augment} if cfg.finetune_augment != "none" else {}),
-                             **({"lr": cfg.finetune_lr} if cfg.finetune_lr != 5e-4 else {}),
+                             **({"lr": cfg.finetune_lr} if cfg.finetune_lr != DEFAULT_LR else {}),
                              **({"schedule": cfg.finetune_schedule} if cfg.finetune_schedule != "auto" else {})},
                 "calib": [inp.fingerprints["calib"], len(inp.calib)]}
 
