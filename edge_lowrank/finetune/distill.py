@@ -114,16 +114,17 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
     keras.utils.set_random_seed(seed)
     view = augmenter(augment)
     rng = np.random.default_rng(seed)
+    x0 = train.x if view is None else view(train.x, rng)  # the first epoch's images: the data or a first view
+    t_out = teacher.predict(x0, batch_size=max(batch_size, 256), verbose=0)
+    probs = _is_probabilities(t_out)
+    n_cls = t_out.shape[-1]
+    onehot = np.eye(n_cls, dtype=np.float32)[train.y] if labelled else np.zeros((len(train), n_cls), np.float32)
 
-    def soft_targets(x):  # [one-hot labels | teacher logits], what the loss below reads
-        t_out = teacher.predict(x, batch_size=max(batch_size, 256), verbose=0)
+    def soft_targets(t_out):  # [one-hot labels | teacher logits], what the loss below reads
         t_logits = np.log(np.clip(t_out, _EPS, 1.0)) if probs else t_out
         return np.concatenate([onehot, t_logits.astype(np.float32)], axis=-1)
 
-    probs = _is_probabilities(teacher.predict(train.x[:256], verbose=0))
-    n_cls = int(teacher.outputs[0].shape[-1])
-    onehot = np.eye(n_cls, dtype=np.float32)[train.y] if labelled else np.zeros((len(train), n_cls), np.float32)
-    targets = soft_targets(train.x) if view is None else None
+    targets = soft_targets(t_out)
     T = float(temperature)
 
     def loss(y_true, y_pred):
@@ -162,16 +163,17 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
             rate = keras.optimizers.schedules.CosineDecay(learning_rate / 10, decay_steps=steps - warm, alpha=0.05,
                                                           warmup_target=learning_rate, warmup_steps=warm)
         student.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
-        if view is None:
-            hist = student.fit(train.x, targets, epochs=epochs, batch_size=batch_size, shuffle=True,
-                               verbose=1 if verbose else 0)
-            out["loss"] = [float(v) for v in hist.history["loss"]]
-        else:  # one fit call per epoch on a new view; the optimizer (and its schedule) runs on across calls
-            for epoch in range(epochs):
+        # without a view one fit call; with one, a fit call per epoch on a new view and the teacher's outputs on
+        # it (the optimizer, and its schedule, runs on across the calls)
+        x, calls = x0, (1 if view is None else epochs)
+        for call in range(calls):
+            if call:
                 x = view(train.x, rng)
-                hist = student.fit(x, soft_targets(x), initial_epoch=epoch, epochs=epoch + 1,
-                                   batch_size=batch_size, shuffle=True, verbose=1 if verbose else 0)
-                out["loss"] += [float(v) for v in hist.history["loss"]]
+                targets = soft_targets(teacher.predict(x, batch_size=max(batch_size, 256), verbose=0))
+            last = epochs if view is None else call + 1
+            hist = student.fit(x, targets, initial_epoch=call, epochs=last, batch_size=batch_size, shuffle=True,
+                               verbose=1 if verbose else 0)
+            out["loss"] += [float(v) for v in hist.history["loss"]]
         out["steps"] = int(student.optimizer.iterations)  # one schedule over all epochs, augmented or not
         for lyr in frozen:
             lyr.trainable = True
