@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_lowrank.rewrite.graph import graph_nodes
+
 MODES = ("none", "mean", "affine")
 
 
@@ -30,7 +32,7 @@ def rewritten_sites(student, teacher) -> list[tuple[object, str]]:
     for lyr in student.layers:
         if isinstance(lyr, keras.layers.Identity) and lyr.name in teacher_names and isinstance(
                 teacher.get_layer(lyr.name), keras.layers.BatchNormalization):
-            for node in (n for nodes in student._nodes_by_depth.values() for n in nodes if n.operation is lyr):
+            for node in (n for n in graph_nodes(student) if n.operation is lyr):
                 src = getattr(node.input_tensors[0], "_keras_history", None) if node.input_tensors else None
                 if src is not None:
                     after[src[0].name] = lyr.name
@@ -49,11 +51,11 @@ def rewritten_sites(student, teacher) -> list[tuple[object, str]]:
 
 
 def _output_in(model, layer):
-    """`layer`'s output tensor in `model`'s own graph (a layer may carry nodes of other graphs)."""
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation is layer:
-                return node.output_tensors[0]
+    """`layer`'s output tensor in `model`'s own graph (a layer may carry nodes of other graphs; a Sequential
+    keeps its graph in a Functional inside, `graph_nodes` finds it)."""
+    for node in graph_nodes(model):
+        if node.operation is layer:
+            return node.output_tensors[0]
     return layer.output
 
 

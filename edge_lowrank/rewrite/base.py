@@ -312,10 +312,11 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     scheme = policy.scheme
     feeders, plans = {}, []
     seen = set()
+    calls = G.layer_calls(model)
     for m, prefix, feeder in G.walk(model):
         if feeder is not None:
             feeders[id(m)] = feeder
-        pairs = G.foldable_batchnorm(m) if policy.fold_batchnorm else {}
+        pairs = G.foldable_batchnorm(m, calls) if policy.fold_batchnorm else {}
         for site in G.sites(m, prefix):
             if id(site.layer) in seen:
                 continue

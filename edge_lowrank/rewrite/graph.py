@@ -72,11 +72,23 @@ def sites(model, prefix: str = "") -> list[Site]:
     return out
 
 
-def foldable_batchnorm(model) -> dict[int, object]:
-    """{id(conv): bn} for each Conv2D (linear activation, called once) whose only consumer is a
-    BatchNormalization over the channel axis, called once without extra arguments."""
+def layer_calls(root) -> dict[int, int]:
+    """{id(layer): calls} over `root`'s graph and every nested model's. Not `layer._inbound_nodes`: a Sequential
+    that was built, saved or reloaded keeps a stale node there per build (profile.py, NOTES)."""
+    calls: dict[int, int] = {}
+    for m, _, _ in walk(root):
+        for node in graph_nodes(m):
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+    return calls
+
+
+def foldable_batchnorm(model, calls: dict[int, int] | None = None) -> dict[int, object]:
+    """{id(conv): bn} for each Conv2D (linear activation, called once in the whole model: `calls` of the root,
+    `layer_calls`) whose only consumer is a BatchNormalization over the channel axis, called once without
+    extra arguments."""
     import keras
 
+    calls = layer_calls(model) if calls is None else calls
     nodes = graph_nodes(model)
     outputs = {id(t) for t in model.outputs}
     pairs = {}
@@ -96,7 +108,7 @@ def foldable_batchnorm(model) -> dict[int, object]:
         consumers = [n for n in nodes if parent in n.parent_nodes]
         if len(conv_nodes) != 1 or len(consumers) != 1 or id(parent.output_tensors[0]) in outputs:
             continue
-        if len(conv._inbound_nodes) != 1:  # also used by another model
+        if calls.get(id(conv), 0) != 1:  # also called by an enclosing or nested model
             continue
         pairs[id(conv)] = bn
     return pairs

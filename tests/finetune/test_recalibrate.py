@@ -62,6 +62,30 @@ def test_blocks_match_the_folded_bn_outputs_and_the_model_moves_towards_the_teac
     assert _gap(student, teacher, test.x) < before  # on held-out images, not the ones it measured
 
 
+def test_a_sequential_legacy_h5_teacher_is_recalibrated_like_its_functional_twin(bn_teacher, tmp_path):
+    """A Sequential keeps its graph in a Functional inside; re-estimation used to read the graph off the model
+    itself and crashed on every Sequential teacher with a folded BN, and a reloaded Sequential's BNs were never
+    folded (stale nodes of its builds counted as other calls of the conv). Found on a user-style legacy .h5."""
+    from edge_lowrank.modelio import load_keras_model
+
+    teacher, train, _ = bn_teacher
+    seq = keras.Sequential([keras.Input((14, 14, 1))] + [lyr.__class__.from_config(lyr.get_config())
+                                                          for lyr in teacher.layers[1:]])
+    seq.set_weights(teacher.get_weights())
+    seq.save(tmp_path / "seq.h5")
+    seq = load_keras_model(tmp_path / "seq.h5")
+    assert isinstance(seq, keras.Sequential)
+    x = train.x[:256]
+    rows = {}
+    for name, model in (("functional", teacher), ("sequential", seq)):
+        student, rep = compress(model, CompressionPolicy("channel", rank=4, rank_multiple=1))
+        assert sorted(d.name for d in rep.layers if d.action == "folded") == ["bn1", "bn2"], name
+        rows[name] = recalibrate(student, model, x, mode="affine")
+    assert [r["target"] for r in rows["sequential"]] == ["bn1", "bn2"]
+    for a, b in zip(rows["functional"], rows["sequential"]):
+        assert a["mean_abs_scale_change"] == pytest.approx(b["mean_abs_scale_change"], rel=1e-4)
+
+
 def test_mean_mode_shifts_only_and_none_changes_nothing(bn_teacher):
     teacher, train, _ = bn_teacher
     student, _ = compress(teacher, CompressionPolicy("channel", rank=4, rank_multiple=1))
