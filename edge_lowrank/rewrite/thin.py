@@ -490,7 +490,8 @@ def _fit_asymmetric(model, cut, calib, verbose: bool = False, seed: int = 0) -> 
             count += c
         p.moment, p.cross, p.orig, p.rows = tt / count, to / count, oo / count, count
         k, b = _consumer_kernel(p)
-        p.path = CS.eliminate(p.moment, k, b, p.ridge, p.cross, p.orig)
+        # the width is chosen: eliminate down to it only (the steps below it are never read)
+        p.path = CS.eliminate(p.moment, k, b, p.ridge, p.cross, p.orig, stop_width=p.width)
         if verbose:
             print(f"  {p.name}: channels re-chosen on the thinned model's inputs in {time.monotonic() - t0:.1f} s",
                   flush=True)
