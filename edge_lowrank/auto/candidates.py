@@ -43,16 +43,25 @@ class Option:
 
 
 def schemes_for(spec: S.LayerSpec, allowed=LAYER_SCHEMES) -> tuple[str, ...]:
-    """The schemes that apply to this layer's shape, in `allowed`'s order."""
-    if spec.kind != "conv":
-        out = ("weight-svd",)
-    elif tuple(spec.kernel_shape[:2]) == (1, 1):
-        out = ("weight-svd",)
-    elif 1 in spec.kernel_shape[:2]:
+    """The schemes that apply to this layer's shape, in `allowed`'s order (channel on a Dense or 1x1 layer is
+    its weight-svd: one option, labelled weight-svd)."""
+    if spec.is_pointwise:
+        return ("weight-svd",) if "weight-svd" in allowed or "channel" in allowed else ()
+    if 1 in spec.kernel_shape[:2]:
         out = ("channel",)
     else:
         out = ("spatial", "channel", "tucker2")
     return tuple(s for s in allowed if s in out)
+
+
+def same_as(scheme: str, spec: S.LayerSpec) -> str:
+    """The option label `scheme` has on this layer: the channel scheme factorizes a Dense or 1x1 layer by the
+    same SVD as weight-svd (`rank.schemes.cost` and `spectra` treat them alike), so it is that option.
+
+    Without this a single scheme's choice could not be found among `auto`'s options on such layers: the
+    channel scheme's choice on the sample VGG (its 6,272 x 512 Dense cut) was priced with the Dense whole
+    and never measured against `auto`'s own choice."""
+    return "weight-svd" if scheme == "channel" and spec.is_pointwise else scheme
 
 
 def rank_grid(full: int, multiple: int, limit: int = MAX_RANKS_PER_SCHEME) -> list[int]:
@@ -86,7 +95,7 @@ def layer_options(spec: S.LayerSpec, kernel, *, schemes=LAYER_SCHEMES, multiple:
     """
     p0, m0 = S.original_cost(spec)
     out = [Option(None, None, 0.0, m0, p0)]
-    extra = [(sc, tuple(int(r) for r in rs)) for sc, rs in extra]
+    extra = [(same_as(sc, spec), tuple(int(r) for r in rs)) for sc, rs in extra]
     for scheme in schemes_for(spec, schemes):
         full = S.full_ranks(scheme, spec)
         sp = S.spectra(scheme, kernel)

@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 
-from edge_lowrank.auto.candidates import AUTO_SCHEMES, MAX_RANKS_PER_SCHEME, Option, layer_options
+from edge_lowrank.auto.candidates import AUTO_SCHEMES, MAX_RANKS_PER_SCHEME, Option, layer_options, same_as
 from edge_lowrank.auto.select import Selection, best_scheme, choose, task_frontier
 from edge_lowrank.auto.thin_units import Unit, find_units, measure_chains, single_widths, unit_options
 from edge_lowrank.rank.schemes import cost as scheme_cost, original_cost
@@ -326,13 +326,15 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
             total, err = fixed0, 0.0
             for (p, opts) in all_rows:
                 r = ranks.get(id(p))
-                o = next((o for o in opts if o.scheme == s and o.ranks == r), opts[0]) if r else opts[0]
+                o = next((o for o in opts if o.scheme == same_as(s, p.spec) and o.ranks == r), opts[0]) \
+                    if r else opts[0]
                 total, err = total + o.cost, err + o.error
             single_cost[s], single_error[s] = total, err
             picks = []
             for p, opts in kernel_rows0:
                 r = ranks.get(id(p))
-                i = next((i for i, o in enumerate(opts) if o.scheme == s and o.ranks == r), None) if r else 0
+                i = next((i for i, o in enumerate(opts) if o.scheme == same_as(s, p.spec) and o.ranks == r), None) \
+                    if r else 0
                 picks.append(0 if i is None and scheme_cost(s, p.spec, r)[1] >= opts[0].macs else i)
             if None not in picks:
                 mapped = _map_picks(picks, kernel_rows0, kernel_rows)

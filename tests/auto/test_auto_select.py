@@ -24,6 +24,17 @@ def test_schemes_follow_the_kernel_shape():
     assert schemes_for(_spec(k=1)) == ("weight-svd",)
     dense = LayerSpec("fc", "dense", (64, 10), (((1, 1), (1, 1)),), True)
     assert schemes_for(dense) == ("weight-svd",)
+    # channel on a Dense or 1x1 layer is the same SVD: offered, labelled weight-svd
+    assert schemes_for(dense, ("channel",)) == schemes_for(_spec(k=1), ("channel",)) == ("weight-svd",)
+    assert schemes_for(dense, ("spatial",)) == ()
+
+
+def test_a_single_schemes_rank_off_the_grid_is_an_option_under_its_label():
+    dense = LayerSpec("fc", "dense", (96, 64), (((1, 1), (1, 1)),), True)
+    w = np.random.default_rng(3).standard_normal((96, 64))
+    opts = layer_options(dense, w, schemes=("channel",), extra=[("channel", (12,))])
+    assert [o.ranks for o in opts if o.scheme == "weight-svd"] == [(8,), (16,), (24,), (32,), (12,)]  # 40+ cost more MACs
+    assert all(o.scheme in (None, "weight-svd") for o in opts)
 
 
 @pytest.mark.parametrize("scheme,fn", [("channel", F.channel), ("spatial", F.spatial)])

@@ -219,3 +219,22 @@ def test_few_probes_interpolate_between_measured_options():
     for i in ends:  # the extremes are measured, the rest lie between them
         assert few[i] == pytest.approx(every[i], rel=1e-6)
     assert all(min(every) * 0.99 <= f <= max(every) * 1.01 for f in few)
+
+
+def test_a_single_schemes_cuts_of_1x1_and_dense_layers_are_among_autos_options():
+    """The channel scheme factorizes a 1x1 conv or a Dense by weight-svd's SVD. Its choice there must be found
+    among `auto`'s options (labelled weight-svd), or the scheme is priced with those layers whole and its own
+    choice is never measured against `auto`'s (the sample VGG at 3x: channel cuts its big Dense, measured
+    58 µs on the host, priced at 93 µs, and `auto` returned a slower, less accurate model)."""
+    from edge_lowrank.profile import profile_model
+
+    m, x = _model(), _calib()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, rep = compress(m, CompressionPolicy("auto", target_mac_ratio=0.4, cost_target="macs", calib_data=x,
+                                               auto_objective="task", auto_schemes=("spatial", "channel", "weight-svd")))
+        by_channel, rep_c = compress(m, CompressionPolicy("channel", target_mac_ratio=0.4))
+    assert any(d.name == "pw" and d.ranks for d in rep_c.layers)  # channel cuts the 1x1 conv here
+    # auto's price of the channel scheme is what compress builds for it (an independent MAC count)
+    assert rep.auto["single_schemes"]["single_scheme_cost"]["channel"] == profile_model(by_channel).macs
+    assert "channel" in rep.auto["candidates"]
