@@ -71,6 +71,8 @@ def _parse(argv):
     ap.add_argument("--finetune-samples", type=int, default=10000, help="training images (0: all 60,000)")
     ap.add_argument("--eval-samples", type=int, default=None, help="test images for top-1 (default: all)")
     ap.add_argument("--bench-secs", type=float, default=1.0, help="host timing: minimum timed seconds per model")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning (order, initialisation): rerun "
+                    "with others to see how far one epoch's top-1 moves for the same rewrite")
     ap.add_argument("--no-arm", action="store_true", help="skip the cortex-a76 instruction counts (QEMU)")
     ap.add_argument("--targets", action="store_true", help="check issue 8's targets on the sample ResNet")
     ap.add_argument("--executor", default="local", choices=("local", "ray"),
@@ -186,7 +188,7 @@ def run_budget(model_path, out_dir, schemes, budget, args, with_baseline: bool) 
                     finetune_samples=args.finetune_samples or None, eval_samples=args.eval_samples,
                     arm="none" if args.no_arm else ARM_PROFILE, arm_precisions="int8", c_arrays=False,
                     executor=args.executor, ray_address=args.ray_address,
-                    max_accuracy_drop=None, qat="none").validate()  # the frontier is post-training int8
+                    max_accuracy_drop=None, qat="none", seed=args.seed).validate()  # post-training int8
     t0 = time.monotonic()
     report = _pipeline_class()(cfg, with_baseline).run()
     report.pop("_outcome", None)
