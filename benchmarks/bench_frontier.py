@@ -457,7 +457,7 @@ def main(argv=None) -> int:
                "settings": {"models": [str(p) for _, p in models], "schemes": schemes, "budgets": budgets,
                             "finetune_epochs": args.finetune_epochs, "finetune_samples": args.finetune_samples or None,
                             "eval_samples": args.eval_samples, "arm": None if args.no_arm else ARM_PROFILE,
-                            "bench_secs": args.bench_secs, "out": str(out)},
+                            "bench_secs": args.bench_secs, "seed": args.seed, "out": str(out)},
                "notes": notes, "models": {}, "auto_checks": {}, "targets": None}
     for name, path in models:
         m = frontier_model(name, path, schemes, budgets, args)

@@ -10,7 +10,7 @@ def test_bad_arguments_give_one_line_and_exit_2(load_bench, capsys):
     mod = load_bench("bench_frontier")
     for argv in (["--models", "alexnet"], ["--budgets", "0.5"], ["--budgets", "two"], ["--schemes", "svd"],
                  ["--schemes", "spatial,spatial"], ["--finetune-epochs", "-1"], ["--eval-samples", "0"],
-                 ["--bogus"], ["--ray-address", "head:6379"]):
+                 ["--bogus"], ["--ray-address", "head:6379"], ["--seed", "x"]):
         assert mod.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("bench_frontier.py: error:"), (argv, err)
