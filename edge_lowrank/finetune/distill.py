@@ -120,11 +120,13 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
     n_cls = t_out.shape[-1]
     onehot = np.eye(n_cls, dtype=np.float32)[train.y] if labelled else np.zeros((len(train), n_cls), np.float32)
 
-    def soft_targets(t_out):  # [one-hot labels | teacher logits], what the loss below reads
+    def soft_targets(x, t_out=None):  # [one-hot labels | teacher logits] on images x, what the loss below reads
+        if t_out is None:
+            t_out = teacher.predict(x, batch_size=max(batch_size, 256), verbose=0)
         t_logits = np.log(np.clip(t_out, _EPS, 1.0)) if probs else t_out
         return np.concatenate([onehot, t_logits.astype(np.float32)], axis=-1)
 
-    targets = soft_targets(t_out)
+    targets = soft_targets(x0, t_out)
     T = float(temperature)
 
     def loss(y_true, y_pred):
@@ -169,7 +171,7 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         for call in range(calls):
             if call:
                 x = view(train.x, rng)
-                targets = soft_targets(teacher.predict(x, batch_size=max(batch_size, 256), verbose=0))
+                targets = soft_targets(x)
             last = epochs if view is None else call + 1
             hist = student.fit(x, targets, initial_epoch=call, epochs=last, batch_size=batch_size, shuffle=True,
                                verbose=1 if verbose else 0)
