@@ -66,9 +66,14 @@ class AutoResult:
     candidates: dict | None = None  # task objective: whole choices measured together (shift, agreement, cost)
     thinned: dict | None = None  # output-channels: {producer: {"width", "channels", "consumer"}} chosen
     thinning: str | None = None  # whether output-channels was offered, on how many pairs, or why not
+    trial: dict | None = None  # whole choices judged by a short fine-tune (`compress` with trial data)
+    alternatives: list | None = None  # the whole choices that meet the budget, the least shift first
+    try_choice: object = dataclasses.field(default=None, repr=False)  # name -> sets the plans to that choice
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(dataclasses.replace(self, try_choice=None))
+        out.pop("try_choice")
+        return out
 
 
 def _shaped_factors(scheme: str, spec, ranks, bias, rng):
@@ -412,29 +417,48 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
     if not selection.met:
         warnings.warn(f"auto: the budget cannot be met ({rule}); the cheapest options are used.", stacklevel=3)
 
-    detail, thinned = {}, {}
-    for k, ((p, opts), i) in enumerate(zip(rows, selection.picks)):
-        o = opts[i]
-        detail[p.site.name] = {"chosen": o.label, "cost_before": opts[0].cost, "cost_after": o.cost,
-                               "options": len(opts) - 1, "error": o.error,
-                               "shift": None if shifts is None else shifts[k][i]}
-        if isinstance(p, Unit):
-            detail[p.site.name]["unit"] = f"pair '{p.name}' -> '{p.consumer.site.name}'"
-            if o.width is not None:
-                thinned[p.name] = {"width": o.width, "channels": p.pair.channels, "consumer": p.consumer.site.name}
-                for q in (p.producer, p.consumer):
-                    q.reason = f"auto: output-channels, pair '{p.name}' thinned to {o.width} channels"
+    result = AutoResult(table.unit if measure else "MACs", rule, original, selection.cost, fixed, selection.met,
+                        {}, table.measured if measure else 0, str(table.path) if measure else None, comparison,
+                        objective, candidates, None, thinning)
+    touched = [q for p, _ in rows for q in ((p.producer, p.consumer) if isinstance(p, Unit) else (p,))]
+
+    def assign(rws, shs, sel) -> None:
+        """Set every plan to the choice `sel` over `rws` (shifts `shs`), and the report's per-layer rows."""
+        for q in touched:  # a choice tried before may have set them
+            q.scheme = q.choice = q.reason = q.factors = None
+        detail, thinned = {}, {}
+        for k, ((p, opts), i) in enumerate(zip(rws, sel.picks)):
+            o = opts[i]
+            detail[p.site.name] = {"chosen": o.label, "cost_before": opts[0].cost, "cost_after": o.cost,
+                                   "options": len(opts) - 1, "error": o.error,
+                                   "shift": None if shs is None else shs[k][i]}
+            if isinstance(p, Unit):
+                detail[p.site.name]["unit"] = f"pair '{p.name}' -> '{p.consumer.site.name}'"
+                if o.width is not None:
+                    thinned[p.name] = {"width": o.width, "channels": p.pair.channels,
+                                       "consumer": p.consumer.site.name}
+                    for q in (p.producer, p.consumer):
+                        q.reason = f"auto: output-channels, pair '{p.name}' thinned to {o.width} channels"
+                    continue
+                for q, qo in o.parts:
+                    _apply(q, qo, 1 + sum(o2.width is None for o2 in opts[1:]))
                 continue
-            for q, qo in o.parts:
-                _apply(q, qo, 1 + sum(o2.width is None for o2 in opts[1:]))
-            continue
-        _apply(p, o, len(opts))
-    for p in live:
-        if p.choice is None and p.reason is None:
-            p.reason = "auto: not measured"
-    return AutoResult(table.unit if measure else "MACs", rule, original, selection.cost, fixed, selection.met,
-                      detail, table.measured if measure else 0, str(table.path) if measure else None, comparison,
-                      objective, candidates, thinned or None, thinning)
+            _apply(p, o, len(opts))
+        for p in live:
+            if p.choice is None and p.reason is None:
+                p.reason = "auto: not measured"
+        result.layers, result.thinned = detail, thinned or None
+        result.predicted_cost, result.budget_met = sel.cost, sel.met
+
+    assign(rows, shifts, selection)
+    if candidates is not None and len(pool) > 1:  # `compress` may build each and judge it by a short fine-tune
+        def try_choice(name: str) -> None:
+            assign(*choices[name])
+            for n, row in candidates.items():
+                row["chosen"] = n == name
+        result.alternatives = list(dict.fromkeys([best] + pool))
+        result.try_choice = try_choice
+    return result
 
 
 def _apply(p, o, n_options: int) -> None:

@@ -136,6 +136,10 @@ def run(args) -> int:
             raise ModelError(f"Invalid value for --layer-rank. Expected NAME=R or NAME=R1xR2. Received: {item!r}.")
     if args.output_fit is not None and args.scheme != "output":
         raise ModelError(f"--output-fit applies to --scheme output only. Received: --scheme {args.scheme}.")
+    train = None
+    if args.finetune_epochs > 0:  # loaded first: auto judges its whole choices by a short distillation on it
+        train = model_inputs(load_dataset(args.finetune_data, default_split="train").take(args.finetune_samples),
+                             "fine-tuning")
     policy = CompressionPolicy(
         scheme=args.scheme, rank=args.rank, rank_fraction=args.rank_fraction, energy=args.energy,
         vbmf=args.vbmf, target_mac_ratio=args.target_mac_ratio, target_param_ratio=args.target_param_ratio,
@@ -145,7 +149,8 @@ def run(args) -> int:
         **({"output_fit": args.output_fit} if args.output_fit else {}),
         **({"target_latency_ratio": args.target_latency_ratio, "cost_target": args.cost_target,
             "auto_objective": args.auto_objective or ("task" if args.finetune_epochs else "shift"),
-            "auto_schemes": tuple(s.strip() for s in args.auto_schemes.split(",") if s.strip())}
+            "auto_schemes": tuple(s.strip() for s in args.auto_schemes.split(",") if s.strip()),
+            "trial_data": train if calib is not None else None}
            if args.scheme == "auto" else
            {"target_latency_ratio": args.target_latency_ratio} if args.target_latency_ratio is not None else {}))
     with warnings.catch_warnings():
@@ -161,8 +166,6 @@ def run(args) -> int:
     if args.finetune_epochs > 0:
         from edge_lowrank.finetune import distill
 
-        train = model_inputs(load_dataset(args.finetune_data, default_split="train").take(args.finetune_samples),
-                             "fine-tuning")
         val = model_inputs(load_dataset(args.val_data, default_split="test"), "validation") if args.val_data else None
         hist = distill(new_model, model, train, epochs=args.finetune_epochs, batch_size=args.batch_size,
                        val=val, verbose=not args.quiet, augment=args.finetune_augment,

@@ -62,6 +62,9 @@ class RunConfig:
                                               "--target-mac-ratio): at most this fraction of the original's",
                                               type=float)
     cost_target: str = _opt("host", "what `auto` measures per op shape: host, qemu:<profile> or macs", type=str)
+    auto_trial: int = _opt(5000, "with fine-tuning: `auto` builds each whole choice that meets the budget, distils "
+                           "it one pass on this many fine-tuning images and keeps the least output shift on "
+                           "others (0: judged by the shift before fine-tuning)", type=int)
     rank: int | None = _opt(None, "fixed rank for every rewritten layer (overrides --target-mac-ratio)", type=int)
     rank_fraction: float | None = _opt(None, "rank as a fraction of the full rank (overrides the MAC budget)",
                                        type=float)
@@ -183,6 +186,9 @@ class RunConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"Invalid value for `{name}`. Expected a positive int. "
                                   f"Received: {name}={getattr(self, name)}.")
+        if self.auto_trial < 0:
+            raise ConfigError(f"Invalid value for `auto_trial`. Expected an int >= 0. "
+                              f"Received: auto_trial={self.auto_trial}.")
         for name in ("rank", "eval_samples"):
             v = getattr(self, name)
             if v is not None and v <= 0:

@@ -406,11 +406,17 @@ class Pipeline:
                     "target_mac_ratio": None if latency is not None else cfg.target_mac_ratio,
                     "rank_multiple": cfg.rank_multiple,
                     # priced on the calibration data: least output shift when nothing is fine-tuned (docs/auto.md)
-                    "auto_objective": "task" if cfg.finetune_epochs > 0 else "shift"}
+                    "auto_objective": "task" if cfg.finetune_epochs > 0 else "shift",
+                    # whole choices judged by a short distillation on the fine-tuning data (auto/trial.py)
+                    **({"trial_samples": cfg.auto_trial} if self._trial_wanted() else {})}
         return {"scheme": scheme, "rank": cfg.rank, "rank_fraction": cfg.rank_fraction, "energy": cfg.energy,
                 "target_mac_ratio": None if explicit else cfg.target_mac_ratio, "rank_multiple": cfg.rank_multiple,
                 # in the stage key only when it is not linear: runs cached before the option stay valid
                 **({"output_fit": cfg.output_fit} if scheme == "output" and cfg.output_fit != "linear" else {})}
+
+    def _trial_wanted(self) -> bool:
+        """Whether `auto`'s whole choices are judged by a short distillation: fine-tuning follows, on data."""
+        return self.cfg.auto_trial > 0 and self.cfg.finetune_epochs > 0 and self.inp.train is not None
 
     def _model_inputs(self, scheme: str) -> dict:
         cfg, inp = self.cfg, self.inp
@@ -433,7 +439,8 @@ class Pipeline:
 
         cfg, inp = self.cfg, self.inp
         self._seed(f"model:{scheme}")
-        policy = CompressionPolicy(**self._policy_kwargs(scheme), calib_data=inp.calib.x)
+        policy = CompressionPolicy(**self._policy_kwargs(scheme), calib_data=inp.calib.x,
+                                   trial_data=inp.train if scheme == "auto" and self._trial_wanted() else None)
         row = {"scheme": scheme, "status": "ok", "message": None, "rewrite": None, "finetune": None,
                "keras": None, "keras_sha256": None}
         try:

@@ -366,6 +366,24 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
         for p in live:
             p.scheme = scheme
         _choose_ranks(model, policy, plans, live)
+    if auto is not None and auto.alternatives and policy.trial_data is not None:
+        from edge_lowrank.auto.trial import judge
+
+        new_model, decisions = judge(model, policy, auto, lambda: _build(model, policy, plans, live, calib, auto,
+                                                                         verbose))
+    else:
+        new_model, decisions = _build(model, policy, plans, live, calib, auto, verbose)
+    notes = () if scheme == "auto" else (lambda before, after: _budget_notes(policy, decisions, before, after))
+    report = finish_report(scheme, policy, decisions, model, new_model, time.monotonic() - start, notes,
+                           auto=None if auto is None else auto.to_dict())
+    return new_model, report
+
+
+
+def _build(model, policy, plans, live, calib, auto, verbose: bool):
+    """Factorize every plan with a choice, clone the model with the factor blocks, thin the pairs `auto` chose:
+    (the new model, one decision per plan)."""
+    scheme = policy.scheme
     fit = policy.output_fit if scheme == "output" else "linear"
     if fit != "linear":
         from edge_lowrank.rewrite import output_fit as OF
@@ -400,10 +418,7 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
         decisions = [by_name.pop(d.name, d) for d in decisions] + list(by_name.values())
         order = {s.name: i for i, s in enumerate(s for m, prefix, _ in G.walk(model) for s in G.sites(m, prefix))}
         decisions.sort(key=lambda d: order.get(d.name, len(order)))  # thinned BN / depthwise rows in place
-    notes = () if scheme == "auto" else (lambda before, after: _budget_notes(policy, decisions, before, after))
-    report = finish_report(scheme, policy, decisions, model, new_model, time.monotonic() - start, notes,
-                           auto=None if auto is None else auto.to_dict())
-    return new_model, report
+    return new_model, decisions
 
 
 def _fit_output(p: _Plan, targets, inputs):

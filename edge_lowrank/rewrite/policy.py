@@ -41,6 +41,12 @@ class CompressionPolicy:
         auto_objective: what auto minimizes with `calib_data` (without, always summed kernel error): "task"
             (kernel error among the options on each layer's measured cost / output-shift frontier), "shift"
             (summed output shift of each option alone: for use without fine-tuning) or "kernel".
+        trial_data: auto only, with `calib_data` and the task objective: a `Dataset` (labels optional) of the
+            data fine-tuning will use. The whole choices that meet the budget (the task objective's, kernel
+            error's, each single scheme's) are then built and judged by a short distillation on its first
+            `trial_samples` images, the least output shift on the next images wins (`edge_lowrank.auto.trial`):
+            the shift before fine-tuning does not rank choices as fine-tuning leaves them (docs/auto.md).
+        trial_samples: images each trial distils on.
         output_fit: scheme output only: "linear" (rank-r PCA of each layer's responses, Zhang et al. 2015),
             "nonlinear" (fit after the ReLU that follows the layer, TPAMI 2016), and either with
             "-asymmetric" (layer by layer from the input, on the inputs the compressed layers before it give).
@@ -66,6 +72,8 @@ class CompressionPolicy:
     cost_target: str = "host"
     auto_objective: str = "task"
     output_fit: str = OUTPUT_FIT_DEFAULT
+    trial_data: object = dataclasses.field(default=None, repr=False, compare=False)
+    trial_samples: int = 5000
 
     def __post_init__(self):
         if self.scheme not in POLICY_SCHEMES:
@@ -129,6 +137,9 @@ class CompressionPolicy:
         if not isinstance(t, str) or not (t in ("host", "macs") or t.startswith("qemu:")):
             raise RankError(f"Invalid value for argument `cost_target`. Expected host, macs or qemu:<profile>. "
                             f"Received: cost_target={t!r}.")
+        if self.trial_samples < 1:
+            raise RankError(f"Invalid value for argument `trial_samples`. Expected an integer >= 1. "
+                            f"Received: trial_samples={self.trial_samples}.")
         if self.auto_objective not in ("task", "shift", "kernel"):
             raise RankError(f"Invalid value for argument `auto_objective`. Expected task, shift or kernel. "
                             f"Received: auto_objective={self.auto_objective!r}.")
