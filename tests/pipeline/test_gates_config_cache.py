@@ -75,6 +75,29 @@ def test_finetune_recipe_settings(tmp_path):
             config.RunConfig(**bad).validate()
 
 
+def test_auto_trial_setting_and_stage_key():
+    """`--auto-trial N`: auto's whole choices judged by a distillation on N fine-tuning images; in the model
+    stage's key only when a trial happens (fine-tuning on data), so other runs keep their cached stages."""
+    import types
+
+    from edge_lowrank.pipeline.stages import Pipeline
+
+    assert parse([]).auto_trial == 5000 and parse(["--auto-trial", "0"]).auto_trial == 0
+    with pytest.raises(config.ConfigError, match="auto_trial"):
+        config.RunConfig(auto_trial=-1).validate()
+
+    def policy(flags, train=True):
+        pipe = Pipeline(parse(flags))
+        pipe.inp = types.SimpleNamespace(train=object() if train else None)
+        return pipe._policy_kwargs("auto")
+
+    assert policy(["--finetune-epochs", "1"])["trial_samples"] == 5000
+    assert policy(["--finetune-epochs", "1", "--auto-trial", "800"])["trial_samples"] == 800
+    for flags, train in ((["--finetune-epochs", "1", "--auto-trial", "0"], True), (["--finetune-epochs", "0"], True),
+                         (["--finetune-epochs", "1"], False)):
+        assert "trial_samples" not in policy(flags, train)
+
+
 @pytest.mark.parametrize("text, match", [
     ("rank = 0\n", "Expected a positive int"),
     ("target-mac-ratio = 1.5\n", r"Expected a float in \(0, 1\]"),
