@@ -456,8 +456,15 @@ def plan_auto(model, policy, live, *, eligible, calib=None, verbose: bool = Fals
             assign(*choices[name])
             for n, row in candidates.items():
                 row["chosen"] = n == name
-        result.alternatives = list(dict.fromkeys([best] + pool))
-        result.try_choice = try_choice
+        seen, alternatives = set(), []
+        for name in dict.fromkeys([best] + pool):  # a choice two objectives share is built and judged once
+            rws, _, sel = choices[name]
+            key = tuple((p.site.name, opts[i].label) for (p, opts), i in zip(rws, sel.picks))
+            if key not in seen:
+                seen.add(key)
+                alternatives.append(name)
+        if len(alternatives) > 1:
+            result.alternatives, result.try_choice = alternatives, try_choice
     return result
 
 

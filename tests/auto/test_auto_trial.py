@@ -89,6 +89,10 @@ def test_compress_auto_judges_its_whole_choices_on_the_fine_tuning_data():
     a0, a = rep0.auto, rep.auto
     assert a0["trial"] is None and a0["alternatives"] and len(a0["alternatives"]) > 1
     trial = a["trial"]
+    for name, c in a["candidates"].items():  # a choice two objectives share is judged once
+        if c["met"] and name not in a["alternatives"]:
+            assert any((a["candidates"][n]["shift"], a["candidates"][n]["cost"]) == (c["shift"], c["cost"])
+                       for n in a["alternatives"])
     assert list(trial["rows"]) == a0["alternatives"] == a["alternatives"]  # every choice that met the budget
     chosen = trial["chosen"]
     assert trial["rows"][chosen]["shift"] == min(r["shift"] for r in trial["rows"].values())
