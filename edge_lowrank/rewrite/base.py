@@ -379,7 +379,6 @@ def compress(model, policy: CompressionPolicy | None = None, *, verbose: bool = 
     return new_model, report
 
 
-
 def _build(model, policy, plans, live, calib, auto, verbose: bool):
     """Factorize every plan with a choice, clone the model with the factor blocks, thin the pairs `auto` chose:
     (the new model, one decision per plan)."""
