@@ -500,7 +500,8 @@ def _units(model, policy, rows, calib, table, total_macs, verbose, objective):
         plain = {id(u) for u in units if not any(_is_depthwise(b) for b in u.pair.between)}
         if plain:
             units = [u for u in units if id(u) not in plain]
-            notes.insert(0, f"{len(plain)} plain conv pairs not offered: fine-tuning follows (task objective), and "
+            pairs = f"{len(plain)} plain conv pair{'s' if len(plain) != 1 else ''}"
+            notes.insert(0, f"{pairs} not offered: fine-tuning follows (task objective), and "
                          f"thinned plain pairs recover less in distillation than factorized layers "
                          f"(--auto-objective shift offers them)")
     if not units:

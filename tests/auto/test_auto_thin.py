@@ -150,7 +150,7 @@ def test_plain_pairs_are_offered_only_when_nothing_is_fine_tuned(objective):
                                                auto_objective=objective))
     line = rep.auto["thinning"]
     if objective == "task":
-        assert "offered on no pair" in line and "plain conv pairs not offered" in line
+        assert "offered on no pair" in line and "1 plain conv pair not offered" in line
         assert not rep.auto["thinned"] and all(d.scheme != "output-channels" for d in rep.layers)
     else:
         assert line.startswith("output-channels offered on 1 ")
