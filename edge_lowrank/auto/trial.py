@@ -36,15 +36,12 @@ TRIAL_SEED = 0
 
 def trial_split(data, samples: int):
     """(training part, held-out images) of `data` for the trials, or None when it is too small to judge on."""
-    from edge_lowrank.data import Dataset
-
     n = len(data)
     held = min(HELD_OUT, n // 3)
     if held < MIN_HELD_OUT:
         return None
     k = min(samples, n - held)
-    y = None if data.y is None else data.y[:k]
-    return Dataset(data.x[:k], y, f"{data.name}[:{k}]"), data.x[k:k + held]
+    return data.take(k), data.x[k:k + held]
 
 
 def output_shift(student, x, teacher_out) -> tuple[float, float]:
@@ -62,24 +59,24 @@ def judge(model, policy, auto, build):
     `auto` (the report) then describes that choice, with every trial in `auto.trial`."""
     from edge_lowrank.finetune import distill
 
-    split = None if len(model.inputs) != 1 or len(model.outputs) != 1 else \
-        trial_split(policy.trial_data, policy.trial_samples)
-    if split is None:
+    single = len(model.inputs) == 1 and len(model.outputs) == 1
+    split = trial_split(policy.trial_data, policy.trial_samples) if single else None
+    if split is None:  # the choice `plan_auto` made stands
         auto.trial = {"note": "not judged by a trial: " + (
-            "the model has several inputs or outputs" if len(model.inputs) != 1 or len(model.outputs) != 1 else
-            f"{len(policy.trial_data)} images, fewer than {3 * MIN_HELD_OUT} (a third of them score it)")}
-        auto.try_choice(auto.alternatives[0])
+            f"{len(policy.trial_data)} images, fewer than {3 * MIN_HELD_OUT} (a third of them score it)" if single
+            else "the model has several inputs or outputs")}
         return build()
     train, held = split
-    t_out = [np.asarray(model.predict(held, batch_size=256, verbose=0))]
+    t_held = [np.asarray(model.predict(held, batch_size=256, verbose=0))]
+    t_train = model.predict(train.x, batch_size=256, verbose=0)  # once: every trial distils on the same images
     rows, best = {}, None
     for name in auto.alternatives:
         auto.try_choice(name)
         student, decisions = build()
         weights = student.get_weights()
         t0 = time.monotonic()
-        distill(student, model, train, epochs=1, verbose=False, seed=TRIAL_SEED)
-        shift, agree = output_shift(student, held, t_out)
+        distill(student, model, train, epochs=1, verbose=False, seed=TRIAL_SEED, teacher_out=t_train)
+        shift, agree = output_shift(student, held, t_held)
         rows[name] = {"shift": shift, "agreement": agree, "seconds": round(time.monotonic() - t0, 2)}
         if best is None or shift < rows[best[0]]["shift"]:
             student.set_weights(weights)  # the rewrite as built; the caller fine-tunes it

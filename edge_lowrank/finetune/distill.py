@@ -83,7 +83,7 @@ RECIPE = "kd+reestimate-affine+reseed/3"  # changes when a default above changes
 def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, temperature: float = 4.0,
             alpha: float = 0.5, val=None, verbose: bool = True, learning_rate: float = DEFAULT_LR,
             seed: int = 0, schedule: str = "auto", reestimate: str = "affine", reestimate_samples: int = 1024,
-            freeze_bn: bool = True, augment: str = "none") -> dict:
+            freeze_bn: bool = True, augment: str = "none", teacher_out=None) -> dict:
     """Fine-tune `student` in place on `train` (a `Dataset`) with soft targets from `teacher`.
 
     Args:
@@ -106,6 +106,8 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
         seed: the data order, augmentation and every random layer's masks (`reseed`): the same student and
             seed give the same weights.
         verbose: Keras' progress bar per epoch.
+        teacher_out: the teacher's outputs on `train.x` when the caller has them (`auto`'s trials distil
+            several students on the same images); without augmentation only.
 
     Returns:
         {"loss": [...per epoch], "epochs", "samples", "temperature", "alpha" (0 without labels), "labels"
@@ -138,7 +140,11 @@ def distill(student, teacher, train, *, epochs: int = 1, batch_size: int = 128, 
     view = augmenter(augment)
     rng = np.random.default_rng(seed)
     x0 = train.x if view is None else view(train.x, rng)  # the first epoch's images: the data or a first view
-    t_out = teacher.predict(x0, batch_size=max(batch_size, 256), verbose=0)
+    if teacher_out is not None and (view is not None or len(teacher_out) != len(train)):
+        raise DistillError(f"Invalid value for `teacher_out`: the teacher's outputs on the {len(train)} training "
+                           f"images, without augmentation. Received {len(teacher_out)} rows, augment={augment!r}.")
+    t_out = teacher.predict(x0, batch_size=max(batch_size, 256), verbose=0) if teacher_out is None \
+        else np.asarray(teacher_out)
     probs = _is_probabilities(t_out)
     n_cls = t_out.shape[-1]
     onehot = np.eye(n_cls, dtype=np.float32)[train.y] if labelled else np.zeros((len(train), n_cls), np.float32)

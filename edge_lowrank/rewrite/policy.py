@@ -41,8 +41,8 @@ class CompressionPolicy:
         auto_objective: what auto minimizes with `calib_data` (without, always summed kernel error): "task"
             (kernel error among the options on each layer's measured cost / output-shift frontier), "shift"
             (summed output shift of each option alone: for use without fine-tuning) or "kernel".
-        trial_data: auto only, with `calib_data` and the task objective: a `Dataset` (labels optional) of the
-            data fine-tuning will use. The whole choices that meet the budget (the task objective's, kernel
+        trial_data: auto only, with `calib_data`: a `Dataset` (labels optional) of the data fine-tuning will
+            use. The whole choices that meet the budget (the task objective's, kernel
             error's, each single scheme's) are then built and judged by a short distillation on its first
             `trial_samples` images, the least output shift on the next images wins (`edge_lowrank.auto.trial`):
             the shift before fine-tuning does not rank choices as fine-tuning leaves them (docs/auto.md).

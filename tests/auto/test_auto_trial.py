@@ -101,14 +101,29 @@ def test_compress_auto_judges_its_whole_choices_on_the_fine_tuning_data():
     assert a["objective"].endswith(f"the least shift on 200 others: {chosen}")
     # the report describes the model returned: its layers are the chosen choice's, and the model is as built
     assert a["budget_met"] and rep.macs_after <= 0.5 * rep.macs_before + 1e-6
-    if chosen == trial["before_trial"]:
-        assert [d.ranks for d in rep.layers] == [d.ranks for d in rep0.layers]
+    # the report describes the model returned: each layer as built is the chosen choice's option, and the built
+    # model's MACs (counted on its graph) are what the plan predicted for that choice
+    for d in rep.layers:
+        want = a["layers"][d.name]["chosen"]
+        got = "original" if d.action == "kept" else f"{d.scheme} {'x'.join(map(str, d.ranks))}"
+        assert got == want, (d.name, got, want)
+    assert rep.macs_after == a["candidates"][chosen]["macs"]
+    if chosen == trial["before_trial"]:  # the same choice as without a trial: the same model, untrained
         for x, y in zip(new.get_weights(), plain.get_weights()):
             np.testing.assert_array_equal(x, y)
-    else:
-        assert [d.ranks for d in rep.layers] != [d.ranks for d in rep0.layers]
     assert a["predicted_cost"] == pytest.approx(a["candidates"][chosen]["cost"])
     assert "trial" in rep.to_dict()["auto"] and "try_choice" not in rep.to_dict()["auto"]
+
+
+def test_too_little_data_leaves_the_choice_as_it_was():
+    teacher = _teacher()
+    built = []
+    auto = types.SimpleNamespace(alternatives=["a", "b"], objective="task: ...", trial=None,
+                                 try_choice=lambda name: pytest.fail("no choice is tried"))
+    policy = CompressionPolicy(trial_data=Dataset(_images(3 * MIN_HELD_OUT - 1), None, "few"))
+    out = judge(teacher, policy, auto, lambda: built.append(1) or ("model", "decisions"))
+    assert out == ("model", "decisions") and built == [1]
+    assert auto.trial["note"].startswith("not judged by a trial: 191 images") and auto.objective == "task: ..."
 
 
 def test_trial_settings_are_checked():

@@ -121,3 +121,26 @@ def test_the_same_model_fine_tunes_the_same_whatever_built_it():
     for wa, wb in zip(a, b):
         np.testing.assert_array_equal(wa, wb)
     assert any(not np.array_equal(wa, wc) for wa, wc in zip(a, c))
+
+
+def test_the_teachers_outputs_given_once_train_as_computed_here():
+    """`auto`'s trials pass the teacher's outputs on the shared images once: the same weights as computing them
+    inside, and outputs that do not belong to the images are refused in one line."""
+    rng = np.random.default_rng(5)
+    x = rng.random((128, 6, 6, 1)).astype("float32")
+    keras.utils.set_random_seed(5)
+    teacher = keras.Sequential([keras.Input((6, 6, 1)), L.Flatten(), L.Dense(16, activation="relu", name="fc"),
+                                L.Dense(4, activation="softmax", name="out")])
+    data = Dataset(x, None, "unlabelled")
+
+    def tuned(**kw):
+        student, _ = compress(teacher, CompressionPolicy("weight-svd", rank=2, rank_multiple=1))
+        distill(student, teacher, data, epochs=1, batch_size=32, verbose=False, **kw)
+        return student.get_weights()
+
+    for a, b in zip(tuned(), tuned(teacher_out=teacher.predict(x, verbose=0))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="teacher_out"):
+        tuned(teacher_out=teacher.predict(x[:64], verbose=0))
+    with pytest.raises(ValueError, match="without augmentation"):
+        tuned(teacher_out=teacher.predict(x, verbose=0), augment="flip")
