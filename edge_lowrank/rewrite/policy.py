@@ -46,7 +46,7 @@ class CompressionPolicy:
             error's, each single scheme's) are then built and judged by a short distillation on its first
             `trial_samples` images, the least output shift on the next images wins (`edge_lowrank.auto.trial`):
             the shift before fine-tuning does not rank choices as fine-tuning leaves them (docs/auto.md).
-        trial_samples: images each trial distils on.
+        trial_samples: images each trial distils on. trial_seed: the trials' seed (order, dropout masks).
         output_fit: scheme output only: "linear" (rank-r PCA of each layer's responses, Zhang et al. 2015),
             "nonlinear" (fit after the ReLU that follows the layer, TPAMI 2016), and either with
             "-asymmetric" (layer by layer from the input, on the inputs the compressed layers before it give).
@@ -74,6 +74,7 @@ class CompressionPolicy:
     output_fit: str = OUTPUT_FIT_DEFAULT
     trial_data: object = dataclasses.field(default=None, repr=False, compare=False)
     trial_samples: int = 5000
+    trial_seed: int = 0
 
     def __post_init__(self):
         if self.scheme not in POLICY_SCHEMES:
