@@ -6,8 +6,8 @@ choices as fine-tuning leaves them. On the sample VGG at 2x fewer MACs kernel er
 least before fine-tuning (KL 0.85, channel's 0.90), and ends below channel after one epoch with every seed
 (89.60 % against 90.03 %, three seeds, the 96a0725 frontier). After a one-pass distillation on 5,000 images
 it is the worst of the three with every trial seed (held-out KL 0.098-0.115 against 0.076-0.088); at 4x it is
-the best with every seed, as after the full fine-tune (88.83 % against channel's 88.47 %). With 2,000 images the winner changed
-with the seed (docs/auto.md). So when the caller passes the data fine-tuning will use
+the best with every seed, as after the full fine-tune (88.83 % against channel's 88.47 %). With 2,000 images
+the winner changed with the seed (docs/auto.md, `benchmarks/bench_auto_trial.py`). So when the caller passes the data fine-tuning will use
 (`CompressionPolicy.trial_data`, which `run` does), each choice is built, distilled one pass over the first
 `trial_samples` images (the recipe `run` fine-tunes with: affine re-estimation, then distillation at its
 default rate) and judged by its output shift (KL of the softmax) from the original on the next images, which no
