@@ -1,19 +1,19 @@
 """Judge `auto`'s whole choices by a short fine-tune, when fine-tuning will follow the rewrite.
 
 Why: with calibration data `auto` measures a few whole choices (the task objective's, kernel error's, each
-single scheme's that fits the budget) by their output shift before fine-tuning. That shift does not rank
-choices as fine-tuning leaves them. On the sample VGG at 2x fewer MACs kernel error's choice shifts the output
-least before fine-tuning (KL 0.85, channel's 0.90), and ends below channel after one epoch with every seed
-(89.60 % against 90.03 %, three seeds, the 96a0725 frontier). After a one-pass distillation on 5,000 images
-it is the worst of the three with every trial seed (held-out KL 0.098-0.115 against 0.076-0.088); at 4x it is
-the best with every seed, as after the full fine-tune (88.83 % against channel's 88.47 %). With 2,000 images
-the winner changed with the seed (docs/auto.md, `benchmarks/bench_auto_trial.py`). So when the caller passes the data fine-tuning will use
-(`CompressionPolicy.trial_data`, which `run` does), each choice is built, distilled one pass over the first
-`trial_samples` images (the recipe `run` fine-tunes with: affine re-estimation, then distillation at its
-default rate) and judged by its output shift (KL of the softmax) from the original on the next images, which no
-trial trained on; the least shift wins. The built model is returned with its weights from before the trial:
-the trial only judges, the real fine-tune starts from the rewrite. Every trial uses the same seed, data order
-and dropout masks (`finetune.reseed`), so the choices differ only in what they are.
+single scheme's that fits the budget) by their output shift before fine-tuning. That shift does not rank choices
+as fine-tuning leaves them. On the sample VGG at 2x fewer MACs kernel error's choice shifts the output least
+before fine-tuning (KL 0.85, channel's 0.90), and ends below channel after one epoch with every seed (89.60 %
+against 90.03 %, three seeds, the 96a0725 frontier). After a one-pass distillation on 5,000 images it is the
+worst of the three with every trial seed (held-out KL 0.098-0.115 against 0.076-0.088); at 4x it is the best
+with every seed, as after the full fine-tune (88.83 % against channel's 88.47 %). With 2,000 images the winner
+changed with the seed (docs/auto.md, `benchmarks/bench_auto_trial.py`). So when the caller passes the data
+fine-tuning will use (`CompressionPolicy.trial_data`, which `run` does), each choice is built, distilled one
+pass over the first `trial_samples` images (the recipe `run` fine-tunes with: affine re-estimation, then
+distillation at its default rate) and judged by its output shift (KL of the softmax) from the original on the
+next images, which no trial trained on; the least shift wins. The built model is returned with its weights from
+before the trial: the trial only judges, the real fine-tune starts from the rewrite. Every trial uses the same
+seed, data order and dropout masks (`finetune.reseed`), so the choices differ only in what they are.
 
 A trial is a short fine-tune, not the whole one. With 2,000 images the thinned output-channels model of the
 VGG at 2x looked best (held-out KL 0.089) and was the worst after the whole 10,000-image fine-tune (0.067
